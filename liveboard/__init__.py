@@ -1,0 +1,1 @@
+"""The ``liveboard`` command: serve, migrate, dev, token, bench."""

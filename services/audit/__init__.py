@@ -1,0 +1,1 @@
+"""Audit service: durable consumers writing the tamper-evident activity and security log."""

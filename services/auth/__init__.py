@@ -1,0 +1,1 @@
+"""Auth service: verifies Supabase JWTs, owns organizations and memberships, issues scope tokens."""

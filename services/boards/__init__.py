@@ -1,0 +1,1 @@
+"""Boards service: the only writer of kanban data; ordered board events and the outbox relay."""

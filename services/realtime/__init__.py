@@ -1,0 +1,1 @@
+"""Realtime service: Socket.IO rooms on aiohttp; delivers committed board events to members."""
