@@ -22,11 +22,14 @@ import pytest
 
 from libs.common.devstack import NatsServer, PostgresServer, free_port
 from libs.common.runner import SERVICES, load_app_factory
+from libs.common.scopes import ScopeSigner
 from liveboard.devtokens import service_role_key, user_token
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "test-secret-" + "x" * 40
 ISSUER = "http://127.0.0.1:54321/auth/v1"
+#: Auth's scope-token signing key for the whole session (as a Kubernetes Secret would provide it).
+SCOPE_SIGNING_KEY = ScopeSigner.generate().private_pem()
 
 
 @dataclass
@@ -133,6 +136,7 @@ def base_env(nats_url: str, database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "SUPABASE_JWT_SECRET": JWT_SECRET,
         "SUPABASE_JWT_ISSUER": ISSUER,
+        "AUTH_SCOPE_SIGNING_KEY": SCOPE_SIGNING_KEY,
         "LOG_LEVEL": "info",
     }
 

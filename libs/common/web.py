@@ -14,6 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+import nats.errors
+import nats.js.errors
 import orjson
 from aiohttp import web
 from opentelemetry import trace
@@ -77,6 +80,20 @@ def error_response(code: str, message: str, status: int, **details: Any) -> web.
     return json_response({"error": {"code": code, "message": message, **details}}, status=status)
 
 
+#: Failures of Postgres or NATS that mean "try again soon" (503), not "bug" (500).
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoRespondersError,
+    nats.errors.TimeoutError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
 _HTTP_CODES = {
     400: "invalid_payload",
     401: "unauthorized",
@@ -105,6 +122,9 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
         return error_response(code, message, exc.status)
     except asyncio.CancelledError:
         raise
+    except DEPENDENCY_ERRORS as exc:
+        log.warning("dependency unavailable: %s", exc, extra={"path": request.path})
+        return error_response("unavailable", "a backing service is unavailable; retry shortly", 503)
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response("internal", "internal server error", 500)
