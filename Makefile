@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+WEB    := services/realtime/web
+NODE_STAMP := $(WEB)/node_modules/.installed-stamp
 
 .PHONY: dev test lint format clean
 
@@ -12,10 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-dev: $(STAMP)
+# The official socket.io-client for the demo page and the JS client tests, from the lock file.
+$(NODE_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+dev: $(STAMP) $(NODE_STAMP)
 	$(BIN)/liveboard dev
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -7,9 +7,11 @@ Set ``LIVEBOARD_TEST_NATS_URL`` / ``LIVEBOARD_TEST_DATABASE_URL`` to use servers
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -55,9 +57,11 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
     if url:
         yield ExternalServer(url)
         return
-    server = PostgresServer(data_dir=tmp_path_factory.mktemp("pg"), port=free_port()).start()
+    data_dir = _postgres_dir()
+    server = PostgresServer(data_dir=data_dir, port=free_port()).start()
     yield server
     server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -103,9 +107,17 @@ def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 def private_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
     """A Postgres of this test's own, for tests that stop or kill it."""
-    server = PostgresServer(data_dir=tmp_path / "pg", port=free_port()).start()
+    data_dir = _postgres_dir()
+    server = PostgresServer(data_dir=data_dir, port=free_port()).start()
     yield server
     server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _postgres_dir() -> Path:
+    """Outside pytest's temp root: as root, Postgres runs as another user that must traverse the
+    path, and every new pytest session resets that root to mode 0700."""
+    return Path(tempfile.mkdtemp(prefix="liveboard-pg-"))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,10 +29,13 @@ log = logging.getLogger(__name__)
 
 NATS_CLIENT = web.AppKey("nats_client", NATS)
 JETSTREAM = web.AppKey("jetstream", JetStreamContext)
+#: Coroutines run after every reconnect (e.g. realtime re-reads what it may have missed).
+NATS_RECONNECT_HOOKS = web.AppKey("nats_reconnect_hooks", list)
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
-async def connect(url: str, name: str, *, connect_timeout: float = 30.0) -> NATS:
+async def connect(url: str, name: str, *, connect_timeout: float = 30.0,
+                  reconnect_hooks: list[Callable[[], Awaitable[None]]] | None = None) -> NATS:
     """Connect with reconnects forever: a NATS restart must never take a service down."""
 
     async def on_error(exc: Exception) -> None:
@@ -43,6 +46,11 @@ async def connect(url: str, name: str, *, connect_timeout: float = 30.0) -> NATS
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
+        for hook in reconnect_hooks or ():
+            try:
+                await hook()
+            except Exception:
+                log.exception("reconnect hook failed")
 
     servers = [part.strip() for part in url.split(",") if part.strip()]
     deadline = asyncio.get_running_loop().time() + connect_timeout
@@ -71,7 +79,9 @@ def nats_ctx(url: str, name: str) -> Callable[[web.Application], AsyncIterator[N
     """A ``cleanup_ctx`` generator: connect, expose client and JetStream, drain on shutdown."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        client = await connect(url, name)
+        hooks: list[Callable[[], Awaitable[None]]] = []
+        app[NATS_RECONNECT_HOOKS] = hooks
+        client = await connect(url, name, reconnect_hooks=hooks)
         app[NATS_CLIENT] = client
         app[JETSTREAM] = client.jetstream()
         yield
@@ -80,7 +90,10 @@ def nats_ctx(url: str, name: str) -> Callable[[web.Application], AsyncIterator[N
         except Exception:  # drain of a broken connection: closing is all that is left
             log.warning("nats drain failed; closing", exc_info=True)
         if not client.is_closed:
-            await client.close()
+            try:
+                await client.close()
+            except Exception:  # the server is already gone; nothing left to close cleanly
+                log.warning("nats close failed", exc_info=True)
 
     return ctx
 

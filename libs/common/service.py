@@ -7,7 +7,6 @@ this keeps the wiring of shared dependencies in one place instead of four copies
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from prometheus_client import Gauge
 from .db import PG_POOL, pg_pool_ctx, pg_ready
 from .messaging import NATS_CLIENT, nats_ctx
 from .settings import CommonSettings, ConfigError
+from .tasks import stop_tasks
 from .tracing import setup_tracing
 from .web import METRICS, READINESS, SETTINGS, ServiceInfo, base_app
 
@@ -88,9 +88,7 @@ def service_app(
 
         task = asyncio.create_task(loop(), name=f"{name}-dependency-probe")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_tasks([task])
 
     app.cleanup_ctx.append(probe)
 

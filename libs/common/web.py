@@ -65,6 +65,13 @@ METRICS = web.AppKey("metrics_registry", CollectorRegistry)
 SERVICE = web.AppKey("service_info", ServiceInfo)
 TRACER = web.AppKey("tracer", trace.Tracer)
 SETTINGS = web.AppKey("settings", object)
+#: Path prefixes served without a per-request span or latency sample (e.g. long-lived Engine.IO).
+UNTRACED_PREFIXES = web.AppKey("untraced_prefixes", tuple)
+
+
+def _untraced(request: web.Request) -> bool:
+    prefixes = request.app.get(UNTRACED_PREFIXES)
+    return bool(prefixes) and request.path.startswith(prefixes)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -133,6 +140,8 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
 @web.middleware
 async def correlation_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
     """Bind the request's correlation id (header, or new) and its trace for the whole handler."""
+    if _untraced(request):
+        return await handler(request)
     cid = request.headers.get(CORRELATION_HEADER)
     if cid is not None and not is_valid_correlation_id(cid):
         return error_response("invalid_payload", "X-Correlation-Id must be 1-128 of [A-Za-z0-9._:-]", 400)
@@ -158,6 +167,8 @@ def metrics_middleware_factory(registry: CollectorRegistry) -> Callable:
 
     @web.middleware
     async def metrics_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+        if _untraced(request):
+            return await handler(request)
         started = time.perf_counter()
         resource = request.match_info.route.resource
         route = resource.canonical if resource else "unmatched"

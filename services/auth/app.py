@@ -1,24 +1,48 @@
-"""The auth service's application factory."""
+"""The auth service's application factory: identity, organizations, memberships, scope tokens.
+
+Start-up fails closed: no scope signing key, no Supabase secret/JWKS, or no issuer is a one-line
+configuration error rather than a service that cannot vouch for anyone.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
+from libs.common.errors import ApiError
+from libs.common.identity import SupabaseVerifier
+from libs.common.messaging import JETSTREAM, ensure_stream
 from libs.common.service import service_app
-from libs.common.settings import CommonSettings, env, load_settings
+from libs.common.settings import load_settings
+from libs.common.subjects import SECURITY_STREAM, SECURITY_WILDCARDS
+from libs.common.web import METRICS, TRACER
+
+from .config import Settings
+from .events import RefusalReporter
+from .handlers import add_routes, report_refusals
+from .responder import exchange_responder
+from .state import AUTH, AuthState
+from .tokens import load_signer
+
+__all__ = ["MIGRATIONS", "Settings", "create_app"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-class Settings(CommonSettings):
-    auth_scope_signing_key: str | None = env("AUTH_SCOPE_SIGNING_KEY", default=None)
+#: Largest request header line accepted. Supabase tokens are ~1 KiB, but the contract promises that
+#: tokens up to 16 KiB reach the application and get a JSON 401 (aiohttp's default cuts at 8190).
+MAX_HEADER_FIELD_SIZE = 20 * 1024
 
 
 def create_app(settings: Settings | None = None, *, make_global_tracer: bool = False) -> web.Application:
     settings = settings or load_settings(Settings, service_name="auth")
-    return service_app(
+    state = AuthState(
+        settings=settings,
+        signer=load_signer(settings),
+        verifier=SupabaseVerifier.from_settings(settings, jwks_cooldown=settings.supabase_jwks_cooldown),
+    )
+    app = service_app(
         "auth",
         settings,
         schema="auth",
@@ -26,3 +50,34 @@ def create_app(settings: Settings | None = None, *, make_global_tracer: bool = F
         description="Identity, organizations, memberships and scope tokens.",
         make_global_tracer=make_global_tracer,
     )
+    # aiohttp applies an application's handler_args to the server built by AppRunner, which both
+    # ``web.run_app`` (``liveboard serve``) and the test server use.
+    app._handler_args = {**(app._handler_args or {}), "max_field_size": MAX_HEADER_FIELD_SIZE}
+    app.middlewares.append(report_refusals)
+    app[AUTH] = state
+    add_routes(app)
+    app.cleanup_ctx.append(security_events)
+    app.cleanup_ctx.append(exchange_responder)
+    app.cleanup_ctx.append(jwks_prefetch)
+    return app
+
+
+async def security_events(app: web.Application) -> AsyncIterator[None]:
+    """Declare ``SECURITY_EVENTS`` and run the refusal publisher."""
+    settings = app[AUTH].settings
+    await ensure_stream(app[JETSTREAM], SECURITY_STREAM, SECURITY_WILDCARDS, replicas=settings.nats_stream_replicas)
+    reporter = RefusalReporter(app[JETSTREAM], app[TRACER], app[METRICS])
+    reporter.start()
+    app[AUTH].refusals = reporter
+    yield
+    await reporter.stop()
+
+
+async def jwks_prefetch(app: web.Application) -> AsyncIterator[None]:
+    """Load Supabase's JWKS before the first request (best effort: it is fetched lazily otherwise)."""
+    verifier = app[AUTH].verifier
+    if verifier.jwks is not None:
+        with contextlib.suppress(ApiError):  # logged by refresh; the first asymmetric token retries
+            await verifier.jwks.refresh()
+    yield
+    await verifier.close()

@@ -1,19 +1,44 @@
-"""The realtime service's application factory."""
+"""The realtime service's application factory (and the seed's test helper)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 from aiohttp import web
 
+from libs.common.identity import SupabaseVerifier
 from libs.common.service import service_app
-from libs.common.settings import CommonSettings, load_settings
+from libs.common.settings import load_settings
+from libs.common.web import METRICS, TRACER, UNTRACED_PREFIXES
 
+from . import http_api
+from .config import Settings, WebSocketConfig
+from .server import WebSocketServer
 
-class Settings(CommonSettings):
-    pass
+__all__ = ["Settings", "WebSocketConfig", "create_app", "create_test_websocket_app"]
 
 
 def create_app(settings: Settings | None = None, *, make_global_tracer: bool = False) -> web.Application:
     settings = settings or load_settings(Settings, service_name="realtime")
-    return service_app(
-        "realtime", settings, description="Socket.IO rooms for live boards.", make_global_tracer=make_global_tracer
-    )
+    app = service_app("realtime", settings, description="Socket.IO rooms for live boards.",
+                      make_global_tracer=make_global_tracer, client_max_size=settings.transport_max_bytes)
+    # Long-lived Engine.IO requests are not one "request" each: no per-request span or histogram.
+    app[UNTRACED_PREFIXES] = ("/socket.io/",)
+    server = WebSocketServer(settings, app[TRACER], app[METRICS])
+    app[http_api.WS_SERVER] = server
+    server.attach(app)
+
+    async def verifier_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[http_api.VERIFIER] = SupabaseVerifier.from_settings(settings)
+        yield
+        await app[http_api.VERIFIER].close()
+
+    app.cleanup_ctx.append(verifier_ctx)
+    http_api.add_routes(app)
+    return app
+
+
+async def create_test_websocket_app(**overrides: Any) -> web.Application:
+    """The seed's integration-test helper: a realtime app from the environment plus ``overrides``."""
+    return create_app(load_settings(Settings, service_name="realtime", **overrides))

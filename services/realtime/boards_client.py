@@ -1,0 +1,76 @@
+"""Requests from realtime to the boards service over NATS (``boards.v1.<command>``).
+
+Realtime holds no board state: every mutation and every read is boards' answer. The caller's
+scope token, ``client_op_id`` and correlation id travel in the request; the trace in headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import nats.errors
+import orjson
+from nats.aio.client import Client as NATS
+from opentelemetry import trace
+
+from libs.common.errors import STATUS_BY_CODE, ApiError
+from libs.common.messaging import request
+from libs.common.subjects import boards_command
+
+#: Socket events that are mutations forwarded to boards under the same name.
+MUTATIONS = frozenset({
+    "task_created", "task_moved", "task_updated", "task_deleted", "task_assigned", "task_commented",
+    "board_updated", "column_updated", "column_reordered",
+})
+
+
+class BoardsClient:
+    def __init__(self, nats_client: Callable[[], NATS | None], tracer: trace.Tracer, timeout: float = 5.0) -> None:
+        self._nats = nats_client
+        self.tracer = tracer
+        self.timeout = timeout
+
+    async def call(self, command: str, token: str, payload: dict[str, Any], *, client_op_id: str | None = None,
+                   correlation_id: str | None = None) -> Any:
+        """Boards' ``data`` for ``command``, or the ``ApiError`` it answered with."""
+        client = self._nats()
+        if client is None or not client.is_connected:
+            raise ApiError("unavailable", "boards is unreachable (no NATS connection)")
+        body: dict[str, Any] = {"token": token, "payload": payload}
+        if client_op_id is not None:
+            body["client_op_id"] = client_op_id
+        if correlation_id is not None:
+            body["correlation_id"] = correlation_id
+        try:
+            reply = await request(client, self.tracer, boards_command(command), orjson.dumps(body),
+                                  timeout=self.timeout, correlation_id=correlation_id)
+        except nats.errors.NoRespondersError:
+            raise ApiError("unavailable", "boards is not running") from None
+        except (nats.errors.TimeoutError, TimeoutError):
+            raise ApiError("unavailable", "boards did not answer in time") from None
+        except nats.errors.ConnectionClosedError:
+            raise ApiError("unavailable", "boards is unreachable (NATS connection closed)") from None
+        try:
+            answer = orjson.loads(reply.data)
+        except orjson.JSONDecodeError:
+            raise ApiError("internal", "boards sent an unreadable reply") from None
+        if answer.get("ok"):
+            return answer.get("data")
+        error = answer.get("error") or {}
+        code = error.get("code")
+        if code not in STATUS_BY_CODE:  # a code this contract does not know: report it as internal
+            raise ApiError("internal", str(error.get("message", "boards failed")))
+        details = {k: v for k, v in error.items() if k not in ("code", "message")}
+        raise ApiError(code, error.get("message", "boards refused the request"), **details)
+
+    async def access(self, token: str, board_id: str, correlation_id: str | None = None) -> dict[str, Any]:
+        return await self.call("board_access", token, {"board_id": board_id}, correlation_id=correlation_id)
+
+    async def snapshot(self, token: str, board_id: str, correlation_id: str | None = None) -> dict[str, Any]:
+        return await self.call("snapshot", token, {"board_id": board_id}, correlation_id=correlation_id)
+
+    async def events(self, token: str, board_id: str, since_seq: int, limit: int = 1000,
+                     correlation_id: str | None = None) -> dict[str, Any]:
+        return await self.call("events", token, {"board_id": board_id, "since_seq": since_seq, "limit": limit},
+                               correlation_id=correlation_id)

@@ -1,0 +1,520 @@
+"""``WebSocketServer``: the Socket.IO server with everything the namespace delegates to.
+
+The seed's vocabulary is kept (``WebSocketServer`` with ``.sio`` and ``.stats``, a connection and
+room manager, ``WebSocketConfig``); the behaviour is DESIGN.md's: rooms are entered only after
+boards confirms the board's organization/division against the caller's scope, board events come
+from the committed event stream (never from the handler), ephemeral events cross replicas through
+the NATS client manager, and a SIGTERM drains sockets in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from aiohttp import web
+from engineio import packet as eio_packet
+from nats.aio.client import Client as NATS
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from libs.common.errors import ApiError
+from libs.common.events import Envelope, utc_now_iso
+from libs.common.identity import ScopeClient
+from libs.common.messaging import JETSTREAM, NATS_CLIENT, NATS_RECONNECT_HOOKS, ensure_stream, js_publish
+from libs.common.subjects import (
+    MEMBERSHIP_CHANGED_WILDCARD,
+    SECURITY_STREAM,
+    SECURITY_WILDCARDS,
+    connection_event,
+    security_event,
+)
+from libs.common.tasks import stop_tasks
+
+from .boards_client import BoardsClient
+from .config import WebSocketConfig
+from .feeds import FeedRegistry
+from .limits import ConnectionRateLimiter
+from .namespace import NAMESPACE, WorkspaceNamespace, token_expiry
+from .nats_manager import NatsPubSubManager
+from .presence import PRESENCE_HEARTBEAT, Awareness, PresenceStore
+from .rooms import ConnectionManager, Session, board_room, room_kind
+
+log = logging.getLogger(__name__)
+
+_ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
+#: Server → client event names an admin broadcast may not impersonate.
+RESERVED_EVENTS = frozenset({
+    "connection_established", "resync_required", "task_conflict", "token_expiring", "session_expired",
+    "board_access_revoked", "server_shutdown", "error", "user_presence", "user_typing", "user_cursor",
+    "task_created", "task_moved", "task_updated", "task_deleted", "task_assigned", "task_commented",
+    "board_created", "board_updated", "board_deleted", "column_created", "column_updated", "column_reordered",
+    "column_rebalanced",
+})
+
+
+class LiveboardAsyncServer(socketio.AsyncServer):
+    """Records whether the client asked for an ack, so errors without one become ``error`` events.
+
+    python-socketio does not pass the ack id to handlers; this is the one place it is known.
+    Handlers run inline (``async_handlers=False``) so one socket's events are handled in order,
+    and the context variable is visible to them.
+    """
+
+    async def _handle_event_internal(self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str,
+                                     id: Any) -> None:
+        token = _ACK_REQUESTED.set(id is not None)
+        try:
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        finally:
+            _ACK_REQUESTED.reset(token)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        """Answer a closing polling client's outstanding GET with CLOSE, as Node's engine.io does.
+
+        python-engineio leaves that long-poll waiting until its 45 s timeout, and clients that
+        wait for it on close (python-socketio's) hang that long.
+        """
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and not socket.upgraded:
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))
+        await super()._handle_eio_disconnect(eio_sid, reason)
+
+
+@dataclass
+class SocketMetrics:
+    events_in: Counter
+    events_out: Counter
+    errors: Counter
+    refusals: Counter
+    latency: Histogram
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry, server: WebSocketServer) -> SocketMetrics:
+        connections = Gauge("liveboard_socket_connections", "Open Socket.IO connections", registry=registry)
+        connections.set_function(lambda: len(server.manager.sessions))
+        rooms = Gauge("liveboard_socket_rooms", "Rooms with members, by type", ["type"], registry=registry)
+        for kind in ("board", "org", "division", "user"):
+            rooms.labels(kind).set_function(lambda kind=kind: server.rooms_of_kind(kind))
+        feeds = Gauge("liveboard_board_feeds", "Boards this replica is subscribed to", registry=registry)
+        feeds.set_function(lambda: len(server.feeds.feeds))
+        return cls(
+            events_in=Counter("liveboard_socket_events_in_total", "Client events received", ["event"],
+                              registry=registry),
+            events_out=Counter("liveboard_socket_events_out_total", "Board events delivered to rooms",
+                               ["event"], registry=registry),
+            errors=Counter("liveboard_socket_errors_total", "Client events answered with an error", ["code"],
+                           registry=registry),
+            refusals=Counter("liveboard_socket_refused_connections_total", "Refused handshakes", ["code"],
+                             registry=registry),
+            latency=Histogram("liveboard_socket_handler_seconds", "Socket event handling time", ["event"],
+                              registry=registry,
+                              buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5)),
+        )
+
+
+class WebSocketServer:
+    """The realtime server of one process; ``attach`` wires it into an aiohttp application."""
+
+    def __init__(self, config: WebSocketConfig, tracer: trace.Tracer, registry: CollectorRegistry | None = None):
+        self.config = config
+        self.tracer = tracer
+        self.manager = ConnectionManager()
+        self.nats: NATS | None = None
+        self.client_manager = NatsPubSubManager(lambda: self.nats)
+        self.sio = LiveboardAsyncServer(
+            async_mode="aiohttp",
+            client_manager=self.client_manager,
+            # Origins are checked in the connect handler so a refusal carries a code (CONTRACT §7).
+            cors_allowed_origins="*",
+            async_handlers=False,
+            max_http_buffer_size=config.transport_max_bytes,
+            ping_interval=25,
+            ping_timeout=20,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sio.register_namespace(WorkspaceNamespace(self))
+        self.boards = BoardsClient(lambda: self.nats, tracer, timeout=config.boards_timeout)
+        self.feeds = FeedRegistry(lambda: self.nats, self.boards, tracer, deliver=self._deliver,
+                                  resync=self._resync, reader_token=self._reader_token)
+        self.awareness = Awareness(self._send_ephemeral)
+        self.presence = PresenceStore()
+        self.connect_limiter = ConnectionRateLimiter(config.rate_limit_connections)
+        self.scopes = ScopeClient(config.auth_service_url, tracer=tracer)  # NATS-backed once connected
+        self.metrics = SocketMetrics.register(registry or CollectorRegistry(), self)
+        self.draining = False
+        self._audit: asyncio.Queue[tuple[str, Envelope] | None] = asyncio.Queue(maxsize=10000)
+        self.audit_dropped = 0
+
+    @property
+    def stats(self) -> Any:
+        """The seed's ``server.stats`` (``active_connections``, ``total_connections``, ...)."""
+        return self.manager.stats
+
+    @staticmethod
+    def ack_requested() -> bool:
+        return _ACK_REQUESTED.get()
+
+    def rooms_of_kind(self, kind: str) -> int:
+        return sum(1 for room in self.manager.room_counts() if room_kind(room) == kind)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+        app.cleanup_ctx.append(self._runtime)
+        app.on_shutdown.insert(0, self._drain)
+
+    async def _runtime(self, app: web.Application) -> AsyncIterator[None]:
+        """Runs after NATS is connected: scope client, subscriptions, background loops."""
+        self.nats = app[NATS_CLIENT]
+        await self.scopes.close()
+        self.scopes = ScopeClient(self.config.auth_service_url, nats=self.nats, tracer=self.tracer)
+        if self.config.audit_events:
+            with contextlib.suppress(Exception):
+                await ensure_stream(app[JETSTREAM], SECURITY_STREAM, list(SECURITY_WILDCARDS),
+                                    replicas=self.config.nats_stream_replicas)
+        with contextlib.suppress(Exception):  # presence degrades to local-only without JetStream KV
+            await self.presence.open(app[JETSTREAM], replicas=self.config.nats_stream_replicas)
+        membership = await self.nats.subscribe(MEMBERSHIP_CHANGED_WILDCARD, cb=self._on_membership_changed)
+        app[NATS_RECONNECT_HOOKS].append(self.feeds.resync_all)
+        tasks = [
+            asyncio.create_task(self._sweep_loop(), name="realtime-sweep"),
+            asyncio.create_task(self._presence_loop(), name="realtime-presence"),
+            asyncio.create_task(self._audit_loop(app), name="realtime-audit-feed"),
+        ]
+        yield
+        self._audit.put_nowait(None)  # lets the audit feed finish what is queued, then stop
+        await stop_tasks(tasks[:2])
+        await stop_tasks(tasks[2:], timeout=3)
+        with contextlib.suppress(Exception):
+            await membership.unsubscribe()
+        for board_id in list(self.feeds.feeds):
+            await self.feeds.detach(board_id)
+        await self.scopes.close()
+
+    async def _drain(self, app: web.Application) -> None:
+        """SIGTERM: refuse new sockets, tell the rest to reconnect elsewhere, close them in batches."""
+        self.draining = True
+        sids = list(self.manager.sessions)
+        if not sids:
+            return
+        deadline = time.monotonic() + max(0.5, self.config.drain_seconds * 0.8)
+        batch = max(50, len(sids) // max(1, int(self.config.drain_seconds * 10)))
+        for start in range(0, len(sids), batch):
+            for sid in sids[start:start + batch]:
+                with contextlib.suppress(Exception):
+                    await self.sio.emit("server_shutdown", {"reconnect_after_ms": random.randint(250, 3000)},
+                                        to=sid, namespace=NAMESPACE, ignore_queue=True)
+                    await self.sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+            if time.monotonic() > deadline:
+                continue
+            await asyncio.sleep(0.1)
+
+    async def _sweep_loop(self) -> None:
+        interval = min(self.config.cleanup_interval, max(0.5, self.config.connection_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    async def sweep(self) -> None:
+        """Close idle sockets and forget stale rate-limit state."""
+        now = time.monotonic()
+        idle = [s.sid for s in self.manager.sessions.values() if now - s.last_seen > self.config.connection_timeout]
+        for sid in idle:
+            await self.sio.emit("session_expired", {"reason": "idle"}, to=sid, namespace=NAMESPACE,
+                                ignore_queue=True)
+            await self.sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+        self.connect_limiter.sweep()
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_HEARTBEAT)
+            await self.presence.heartbeat()
+
+    # ------------------------------------------------------------------ sessions
+
+    def close_transport_later(self, sid: str, grace: float = 2.0) -> None:
+        """A refused handshake leaves an Engine.IO session with no namespace; close it soon, so
+        refused clients cannot hold transports open (clients normally close it themselves)."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is None:
+            return
+
+        async def close() -> None:
+            if eio_sid in self.sio.eio.sockets and self.sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None:
+                with contextlib.suppress(Exception):
+                    await self.sio.eio.disconnect(eio_sid)
+
+        asyncio.get_running_loop().call_later(grace, self._spawn, close)
+
+    async def forget(self, sid: str, reason: str | None) -> None:
+        session = self.manager.sessions.get(sid)
+        if session is None:
+            return
+        for handle in session.timers:
+            handle.cancel()
+        for board_id in list(session.boards):
+            await self._leave(session, board_id, notify=True)
+        self.manager.remove(sid)
+        self.awareness.forget(sid)
+        self.publish_connection("closed", session, {"reason": reason})
+
+    def schedule_token_timers(self, session: Session) -> None:
+        for handle in session.timers:
+            handle.cancel()
+        session.timers.clear()
+        if session.expires_at == float("inf"):
+            return
+        loop = asyncio.get_running_loop()
+        remaining = session.expires_at - time.time()
+        warn_in = remaining - self.config.token_expiry_warning
+        if warn_in > 0:
+            session.timers.append(loop.call_later(warn_in, self._spawn, self._token_expiring, session))
+        session.timers.append(loop.call_later(max(0.0, remaining), self._spawn, self._session_expired, session))
+
+    @staticmethod
+    def _spawn(func: Any, *args: Any) -> None:
+        asyncio.get_running_loop().create_task(func(*args))
+
+    async def _token_expiring(self, session: Session) -> None:
+        await self.sio.emit("token_expiring", {"expires_at": session.expires_at}, to=session.sid,
+                            namespace=NAMESPACE, ignore_queue=True)
+
+    async def _session_expired(self, session: Session) -> None:
+        if self.manager.sessions.get(session.sid) is not session or session.expires_at > time.time() + 1:
+            return
+        await self.sio.emit("session_expired", {"reason": "token_expired"}, to=session.sid, namespace=NAMESPACE,
+                            ignore_queue=True)
+        await self.sio.disconnect(session.sid, namespace=NAMESPACE, ignore_queue=True)
+
+    async def fresh_scope_token(self, session: Session) -> str:
+        """The session's scope token, renewed through auth when it is about to expire."""
+        if session.supabase_token is None:
+            raise ApiError("unauthorized", "this connection has no user token")
+        if session.scope.expires_at - time.time() < 10:
+            if session.expires_at <= time.time():
+                raise ApiError("unauthorized", "token expired; send refresh_token", reason="expired")
+            session.scope_token, session.scope = await self.scopes.scope_for(session.supabase_token)
+        return session.scope_token
+
+    async def refresh(self, session: Session, token: str) -> dict[str, Any]:
+        scope_token, scope = await self.scopes.scope_for(token)
+        if scope.sub != session.user_id:
+            raise ApiError("forbidden", "refresh_token must be for the same user")
+        session.supabase_token, session.scope_token, session.scope = token, scope_token, scope
+        session.expires_at = token_expiry(token)
+        self.schedule_token_timers(session)
+        return {"expires_at": session.expires_at}
+
+    async def _on_membership_changed(self, msg: Any) -> None:
+        """A user's access changed: renew their sockets' scope, leave boards they lost."""
+        user_id = msg.subject.rsplit(".", 1)[-1]
+        self.scopes.invalidate_user(user_id)
+        namespace = self.sio.namespace_handlers[NAMESPACE]
+        for session in self.manager.sessions_of_user(user_id):
+            if session.supabase_token is None:
+                continue
+            try:
+                session.scope_token, session.scope = await self.scopes.scope_for(session.supabase_token)
+            except ApiError:
+                continue
+            await namespace._enter_org_rooms(session)
+            for board_id in list(session.boards):
+                try:
+                    await self.boards.access(session.scope_token, board_id)
+                except ApiError as exc:
+                    if exc.code not in ("forbidden", "not_found"):
+                        continue
+                    await self._leave(session, board_id, notify=True)
+                    await self.sio.emit("board_access_revoked", {"board_id": board_id}, to=session.sid,
+                                        namespace=NAMESPACE, ignore_queue=True)
+
+    # ------------------------------------------------------------------ boards
+
+    async def join_board(self, session: Session, board_id: str, organization_id: str, division_id: str | None,
+                         since_seq: int | None) -> dict[str, Any]:
+        config = self.config
+        if board_id in session.boards:
+            await self._leave(session, board_id, notify=False)  # a re-join (e.g. after resync_required)
+        if len(session.boards) >= config.max_rooms_per_connection:
+            raise ApiError("too_many_rooms", f"a connection may join at most {config.max_rooms_per_connection} boards")
+        if self.manager.members(board_id) >= config.max_connections_per_room:
+            raise ApiError("room_full", f"this board already has {config.max_connections_per_room} connections")
+        token = await self.fresh_scope_token(session)
+        access = await self.boards.access(token, board_id)
+        if config.validate_scope and (
+            access.get("organization_id") != organization_id
+            or (division_id is not None and access.get("division_id") != division_id)
+        ):
+            raise ApiError("forbidden", "the board does not belong to that organization or division")
+        feed = await self.feeds.attach(board_id)
+        loaded: dict[str, Any] = {}
+
+        async def load() -> int:
+            loaded.clear()
+            if since_seq is not None:
+                try:
+                    answer = await self.boards.events(token, board_id, since_seq=since_seq)
+                    events = answer.get("events", [])
+                    last = events[-1]["seq"] if events else since_seq
+                    if last >= answer.get("seq", last):  # everything missed fits in one answer
+                        loaded["events"] = events
+                        return last
+                except ApiError as exc:
+                    if exc.code != "resync_required":
+                        raise
+            snapshot = await self.boards.snapshot(token, board_id)
+            loaded["snapshot"] = snapshot
+            return int(snapshot["seq"])
+
+        async def enter() -> None:
+            await self.sio.enter_room(session.sid, board_room(board_id), namespace=NAMESPACE)
+            self.manager.join_board(session, board_id, access.get("organization_id", organization_id))
+
+        try:
+            seq = await load()
+            seq = await self.feeds.join(feed, seq, enter, load)
+        except BaseException:
+            if not self.manager.members(board_id):
+                await self.feeds.detach(board_id)
+            raise
+        entry = {"user_id": session.user_id, "email": session.email, "status": "online"}
+        await self.presence.set(board_id, session.sid, entry)
+        await self._send_ephemeral(board_id, "user_presence", entry, session.sid)
+        self.publish_connection("joined", session, {"board_id": board_id,
+                                                    "organization_id": access.get("organization_id")})
+        answer = {
+            "board_id": board_id,
+            "organization_id": access.get("organization_id"),
+            "division_id": access.get("division_id"),
+            "seq": seq,
+            "can_write": bool(access.get("can_write")),
+            "presence": await self.presence.members(board_id),
+        }
+        answer.update(loaded)
+        return answer
+
+    async def leave_board(self, session: Session, board_id: str) -> bool:
+        if board_id not in session.boards:
+            return False
+        await self._leave(session, board_id, notify=True)
+        return True
+
+    async def _leave(self, session: Session, board_id: str, *, notify: bool) -> None:
+        organization_id = session.boards.get(board_id)
+        await self.sio.leave_room(session.sid, board_room(board_id), namespace=NAMESPACE)
+        last = self.manager.leave_board(session, board_id)
+        for typing_board, task_id in self.awareness.forget(session.sid, board_id):
+            await self._send_ephemeral(typing_board, "user_typing", {
+                "user_id": session.user_id, "email": session.email, "task_id": task_id, "is_typing": False,
+            }, session.sid)
+        await self.presence.remove(board_id, session.sid)
+        if notify:
+            await self._send_ephemeral(board_id, "user_presence", {
+                "user_id": session.user_id, "email": session.email, "status": "offline"}, session.sid)
+            self.publish_connection("left", session, {"board_id": board_id, "organization_id": organization_id})
+        if last:
+            await self.feeds.detach(board_id)
+
+    def _reader_token(self, board_id: str) -> str | None:
+        """A current member's scope token, to read events the room missed."""
+        now = time.time()
+        for sid in self.manager.board_members.get(board_id, ()):
+            session = self.manager.sessions.get(sid)
+            if session is not None and session.scope_token and session.scope.expires_at - now > 5:
+                return session.scope_token
+        return None
+
+    async def _deliver(self, board_id: str, envelope: dict[str, Any]) -> None:
+        """One committed event to every local member of the board (the sender included)."""
+        event_type = envelope["event_type"]
+        self.metrics.events_out.labels(event_type).inc()
+        await self.sio.emit(event_type, envelope, room=board_room(board_id), namespace=NAMESPACE,
+                            ignore_queue=True)
+        if event_type == "board_deleted":
+            for sid in list(self.manager.board_members.get(board_id, ())):
+                session = self.manager.sessions.get(sid)
+                if session is not None:
+                    asyncio.get_running_loop().create_task(self._leave(session, board_id, notify=False))
+
+    async def _resync(self, board_id: str) -> None:
+        await self.sio.emit("resync_required", {"board_id": board_id}, room=board_room(board_id),
+                            namespace=NAMESPACE, ignore_queue=True)
+
+    # ------------------------------------------------------------------ ephemeral
+
+    async def _send_ephemeral(self, board_id: str, event: str, data: dict[str, Any], skip_sid: str) -> None:
+        """To the other members of the board on every replica; never persisted, no ``seq``."""
+        envelope = {"event_type": event, "data": data, "user_id": data.get("user_id"), "timestamp": utc_now_iso(),
+                    "board_id": board_id}
+        if event == "user_presence":  # CONTRACT §4 lists these at the top level as well
+            envelope.update({"email": data.get("email"), "status": data.get("status")})
+        await self.sio.emit(event, envelope, room=board_room(board_id), skip_sid=skip_sid, namespace=NAMESPACE)
+
+    async def set_presence(self, session: Session, board_id: str, status: str) -> None:
+        entry = {"user_id": session.user_id, "email": session.email, "status": status}
+        await self.presence.set(board_id, session.sid, entry)
+        await self._send_ephemeral(board_id, "user_presence", entry, session.sid)
+
+    async def typing(self, session: Session, board_id: str, task_id: str | None, is_typing: bool) -> None:
+        data = {"user_id": session.user_id, "email": session.email, "task_id": task_id, "is_typing": is_typing}
+        self.awareness.typing_changed(session.sid, board_id, task_id, is_typing, {**data, "is_typing": False})
+        await self._send_ephemeral(board_id, "user_typing", data, session.sid)
+
+    async def cursor(self, session: Session, board_id: str, x: float, y: float, task_id: str | None) -> None:
+        data = {"user_id": session.user_id, "email": session.email, "x": x, "y": y, "task_id": task_id}
+        await self.awareness.cursor(session.sid, board_id, data)
+
+    # ------------------------------------------------------------------ audit feed
+
+    def publish_connection(self, event: str, session: Session, data: dict[str, Any]) -> None:
+        if not self.config.audit_events:
+            return
+        body = {"sid": session.sid, "ip": session.ip, **data}
+        self._queue_audit(connection_event(event), Envelope(
+            event_type=f"connection.{event}", data=body, user_id=session.user_id,
+            board_id=data.get("board_id")))
+
+    def publish_security(self, reason: str, session: Session | None, data: dict[str, Any]) -> None:
+        if not self.config.audit_events:
+            return
+        body = {"source": "realtime", "reason": reason, **data}
+        if session is not None:
+            body.setdefault("ip", session.ip)
+        self._queue_audit(security_event("realtime", reason), Envelope(
+            event_type=f"security.{reason}", data=body, user_id=session.user_id if session else None))
+
+    def _queue_audit(self, subject: str, envelope: Envelope) -> None:
+        try:
+            self._audit.put_nowait((subject, envelope))
+        except asyncio.QueueFull:  # audit must never slow sockets down; the drop is counted
+            self.audit_dropped += 1
+
+    async def _audit_loop(self, app: web.Application) -> None:
+        js = app[JETSTREAM]
+        while True:
+            item = await self._audit.get()
+            if item is None:
+                return
+            subject, envelope = item
+            for attempt in range(5):
+                try:
+                    await js_publish(js, self.tracer, subject, envelope.to_json(), msg_id=envelope.event_id)
+                    break
+                except Exception:  # NATS down: retry with the same msg id (dedupe makes it safe)
+                    await asyncio.sleep(0.2 * 2**attempt)
+            else:
+                self.audit_dropped += 1
