@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import Gauge
 
 from .db import PG_POOL, pg_pool_ctx, pg_ready
@@ -22,6 +23,16 @@ from .web import METRICS, READINESS, SETTINGS, ServiceInfo, base_app
 
 #: Seconds between background dependency probes that keep the health gauges current.
 PROBE_INTERVAL = 5.0
+
+
+def instrument_asyncpg(provider: TracerProvider) -> None:
+    """Spans for every asyncpg query. The instrumentation patches asyncpg globally, so it is only
+    used in a real one-service process (``liveboard serve``), never in in-process tests."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(tracer_provider=provider)
 
 
 def service_app(
@@ -42,6 +53,8 @@ def service_app(
         trace_file=settings.trace_file,
         make_global=make_global_tracer,
     )
+    if make_global_tracer and schema is not None:
+        instrument_asyncpg(provider)
     app = base_app(
         ServiceInfo(name, description=description),
         provider.get_tracer(f"liveboard.{name}"),

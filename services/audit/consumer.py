@@ -198,6 +198,7 @@ class AuditConsumer:
                 return await self._unexpected(msg, exc)
             self.metrics.insert_seconds.labels(stream).observe(time.perf_counter() - started)
             (self.metrics.stored if row_id is not None else self.metrics.duplicates).labels(stream).inc()
+            log.debug("stored" if row_id is not None else "duplicate", extra={"event_id": record.event_id})
             await self._settle(msg.ack())
             return True
 

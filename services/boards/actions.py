@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from libs.common.errors import ApiError, invalid, not_found
 
@@ -79,8 +80,9 @@ class Actions:
         *,
         rank_max_length: int = ordering.DEFAULT_MAX_LENGTH,
         after_commit: list[AfterCommit] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        self.mutations = Mutations(pool, tracer, after_commit=after_commit)
+        self.mutations = Mutations(pool, tracer, after_commit=after_commit, registry=registry)
         self.rank_max_length = rank_max_length
 
     # --- boards -----------------------------------------------------------------------------

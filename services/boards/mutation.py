@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import time
 import uuid
 import weakref
 from collections import OrderedDict
@@ -35,6 +36,7 @@ from typing import Any
 import asyncpg
 import orjson
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from libs.common import subjects
 from libs.common.errors import ApiError, not_found
@@ -225,10 +227,17 @@ class Mutations:
         tracer: trace.Tracer,
         *,
         after_commit: list[AfterCommit] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.pool = pool
         self.tracer = tracer
         self.after_commit = after_commit or []
+        registry = registry or CollectorRegistry()
+        self.commands = Counter("boards_commands_total", "Commands handled, by outcome (committed, replayed, "
+                                "or the error code)", ["command", "outcome"], registry=registry)
+        self.latency = Histogram("boards_command_seconds", "Command time including the transaction",
+                                 ["command"], registry=registry,
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
         # Queues vanish when no request holds or awaits them (weak values): no cleanup needed.
         self._board_queues: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
         self._owners: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -245,6 +254,17 @@ class Mutations:
         """Apply ``body`` to the ``target`` board (``None``: the body inserts the board)."""
         if not caller.scope.sub or caller.scope.service:
             raise ApiError("unauthorized", "a user token is required")
+        started = time.perf_counter()
+        try:
+            applied = await self._run(caller, command, request, body, target)
+        except ApiError as exc:
+            self.commands.labels(command, exc.code).inc()
+            raise
+        self.commands.labels(command, "replayed" if applied.replayed else "committed").inc()
+        self.latency.labels(command).observe(time.perf_counter() - started)
+        return applied
+
+    async def _run(self, caller: Caller, command: str, request: Any, body: Body, target: Target | None) -> Applied:
         with self.tracer.start_as_current_span(f"boards.{command}") as span:
             async with self._queue_for(target):
                 for attempt in range(1, ATTEMPTS + 1):
@@ -259,6 +279,8 @@ class Mutations:
             if applied.events:
                 span.set_attribute("board.id", applied.events[-1].board_id)
                 span.set_attribute("board.seq", applied.events[-1].seq)
+                log.debug("committed %s", command, extra={"board_id": applied.events[-1].board_id,
+                                                          "seq": applied.events[-1].seq})
         for hook in self.after_commit:
             await hook(applied.events)
         return applied

@@ -121,9 +121,12 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
                     raise ApiError("payload_too_large",
                                    f"messages are limited to {self.ws.config.max_message_bytes} bytes")
                 data = payloads.payload_object(args)
-                return {"ok": True, "data": await handler(session, data)}
+                result = await handler(session, data)
+                log.debug("socket event handled", extra={"event": event, "sid": session.sid})
+                return {"ok": True, "data": result}
             except ApiError as exc:
                 span.set_attribute("error.code", exc.code)
+                log.debug("socket event refused", extra={"event": event, "sid": session.sid, "code": exc.code})
                 return self._error(exc)
             except Exception:
                 log.exception("socket handler failed", extra={"event": event, "sid": session.sid})
