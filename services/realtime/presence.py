@@ -130,21 +130,29 @@ class PresenceStore:
                 await self.kv.purge(self._key(board_id, sid))
 
     async def members(self, board_id: str) -> list[dict[str, Any]]:
-        """One entry per user on the board (any replica), best effort."""
+        """One entry per user on the board (any replica), best effort.
+
+        Read with a watcher on ``<board>.*`` (the current values, then stop): nats-py's
+        ``keys(filters=...)`` filters by substring client-side and drops wildcard matches.
+        """
         entries: dict[str, dict[str, Any]] = {}
         if self.kv is not None:
+            watcher = None
             try:
-                keys = await self.kv.keys(filters=[f"{board_id}.*"])
-            except Exception:  # no keys yet, or KV unavailable: fall back to what we know locally
-                keys = []
-            for key in keys:
-                if not key.startswith(f"{board_id}."):
-                    continue
-                with contextlib.suppress(Exception):
-                    value = await self.kv.get(key)
-                    if value and value.value:
-                        entry = orjson.loads(value.value)
-                        entries.setdefault(entry.get("user_id"), entry)
+                watcher = await self.kv.watch(f"{board_id}.*", ignore_deletes=True)
+                while True:
+                    entry = await watcher.updates(timeout=1.0)
+                    if entry is None:  # the end of the current values
+                        break
+                    if entry.value:
+                        value = orjson.loads(entry.value)
+                        entries.setdefault(value.get("user_id"), value)
+            except Exception:  # KV unavailable or slow: fall back to what this replica knows
+                log.debug("presence listing from KV failed", exc_info=True)
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
         for (board, _sid), entry in self.local.items():
             if board == board_id:
                 entries.setdefault(entry.get("user_id"), entry)

@@ -281,8 +281,8 @@ class WebSocketServer:
         loop = asyncio.get_running_loop()
         remaining = session.expires_at - time.time()
         warn_in = remaining - self.config.token_expiry_warning
-        if warn_in > 0:
-            session.timers.append(loop.call_later(warn_in, self._spawn, self._token_expiring, session))
+        if remaining > 0:  # already inside the warning window: warn now (after the welcome)
+            session.timers.append(loop.call_later(max(0.05, warn_in), self._spawn, self._token_expiring, session))
         session.timers.append(loop.call_later(max(0.0, remaining), self._spawn, self._session_expired, session))
 
     @staticmethod
