@@ -46,6 +46,7 @@ from opentelemetry import trace
 
 from .errors import ApiError
 from .events import Envelope
+from .ids import ID_RE
 from .messaging import request as nats_request
 from .scopes import Scope, ScopeVerifier
 from .settings import CommonSettings, ConfigError
@@ -62,7 +63,7 @@ SERVICE_ROLE = "service_role"
 ANON_ROLE = "anon"
 SERVICE_ROLE_NOT_USER = "service_role_not_user"
 #: User ids become NATS subject tokens and path segments: the contract's id alphabet.
-SUBJECT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SUBJECT_RE = ID_RE  # a user id is an id like any other (CONTRACT §3)
 #: Headers that ask the verifier to trust or fetch a key chosen by the token itself.
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c")
 SYMMETRIC_ALGORITHM = "HS256"

@@ -23,6 +23,7 @@ from nats.js.api import PubAck, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry import trace
 
+from .subjects import STREAMS
 from .tracing import continued, inject
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,11 @@ async def ensure_stream(
         if exc.err_code not in (10058, 10065):  # stream name in use / subjects overlap
             raise
         await js.update_stream(config)
+
+
+async def declare_stream(js: JetStreamContext, name: str, *, replicas: int = 1) -> None:
+    """Declare one of the shared streams (``subjects.STREAMS``) with its one configuration."""
+    await ensure_stream(js, name, STREAMS[name], replicas=replicas)
 
 
 async def stream_exists(js: JetStreamContext, name: str) -> bool:

@@ -10,6 +10,13 @@ BOARD_EVENTS_WILDCARD = "kanban.events.>"
 SECURITY_STREAM = "SECURITY_EVENTS"
 SECURITY_WILDCARDS = ("security.>", "connections.>")
 
+#: Every JetStream stream the services share and the subjects it captures: declared from here
+#: only (``messaging.declare_stream``), so no service's declaration can overwrite another's.
+STREAMS: dict[str, tuple[str, ...]] = {
+    BOARD_EVENTS_STREAM: (BOARD_EVENTS_WILDCARD,),
+    SECURITY_STREAM: SECURITY_WILDCARDS,
+}
+
 #: Request/reply: Supabase token -> scope token (same body as ``POST /v1/token/exchange``).
 AUTH_EXCHANGE = "auth.v1.exchange"
 #: Published by auth whenever a user's memberships change.

@@ -30,7 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 
-from libs.common.messaging import consume_span, ensure_stream, stream_exists
+from libs.common.messaging import consume_span, declare_stream, stream_exists
 
 from .chain import append
 from .metrics import AuditMetrics
@@ -118,10 +118,8 @@ class AuditConsumer:
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         spec = self.spec
-        # The publisher owns the stream's config; declare it only when it does not exist yet,
-        # so our declaration can never overwrite the publisher's settings.
-        if not await stream_exists(self.js, spec.stream):
-            await ensure_stream(self.js, spec.stream, spec.subjects, replicas=self.replicas)
+        if not await stream_exists(self.js, spec.stream):  # publishers declare it too, identically
+            await declare_stream(self.js, spec.stream, replicas=self.replicas)
         config = ConsumerConfig(
             name=spec.durable,
             durable_name=spec.durable,

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from libs.common.events import Envelope, EnvelopeError
+from libs.common.ids import ID_RE
 from libs.common.subjects import BOARD_EVENTS_STREAM
 from libs.common.tracing import CORRELATION_NATS_HEADER
 
 #: Ids are strings of this shape (CONTRACT §3); anything else is not an organization or board id.
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Chain of security events that name no organization. The colon cannot occur in an id, so no
 #: organization can ever share (or spoof) this chain.
 GLOBAL_CHAIN = ":global"

@@ -14,10 +14,10 @@ from aiohttp import web
 
 from libs.common.errors import ApiError
 from libs.common.identity import SupabaseVerifier
-from libs.common.messaging import JETSTREAM, ensure_stream
+from libs.common.messaging import JETSTREAM, declare_stream
 from libs.common.service import service_app
 from libs.common.settings import load_settings
-from libs.common.subjects import SECURITY_STREAM, SECURITY_WILDCARDS
+from libs.common.subjects import SECURITY_STREAM
 from libs.common.web import METRICS, TRACER
 
 from .config import Settings
@@ -30,9 +30,6 @@ from .tokens import load_signer
 __all__ = ["MIGRATIONS", "Settings", "create_app"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-#: Largest request header line accepted. Supabase tokens are ~1 KiB, but the contract promises that
-#: tokens up to 16 KiB reach the application and get a JSON 401 (aiohttp's default cuts at 8190).
-MAX_HEADER_FIELD_SIZE = 20 * 1024
 
 
 def create_app(settings: Settings | None = None, *, make_global_tracer: bool = False) -> web.Application:
@@ -50,9 +47,6 @@ def create_app(settings: Settings | None = None, *, make_global_tracer: bool = F
         description="Identity, organizations, memberships and scope tokens.",
         make_global_tracer=make_global_tracer,
     )
-    # aiohttp applies an application's handler_args to the server built by AppRunner, which both
-    # ``web.run_app`` (``liveboard serve``) and the test server use.
-    app._handler_args = {**(app._handler_args or {}), "max_field_size": MAX_HEADER_FIELD_SIZE}
     app.middlewares.append(report_refusals)
     app[AUTH] = state
     add_routes(app)
@@ -65,7 +59,7 @@ def create_app(settings: Settings | None = None, *, make_global_tracer: bool = F
 async def security_events(app: web.Application) -> AsyncIterator[None]:
     """Declare ``SECURITY_EVENTS`` and run the refusal publisher."""
     settings = app[AUTH].settings
-    await ensure_stream(app[JETSTREAM], SECURITY_STREAM, SECURITY_WILDCARDS, replicas=settings.nats_stream_replicas)
+    await declare_stream(app[JETSTREAM], SECURITY_STREAM, replicas=settings.nats_stream_replicas)
     reporter = RefusalReporter(app[JETSTREAM], app[TRACER], app[METRICS])
     reporter.start()
     app[AUTH].refusals = reporter

@@ -6,7 +6,6 @@ announce what changed after commit, answer. Refusals are reported by ``report_re
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from libs.common.db import PG_POOL
 from libs.common.errors import ApiError
 from libs.common.identity import Identity, TokenRejected, bearer_token
+from libs.common.ids import ID_PATTERN, ID_RE
 from libs.common.messaging import NATS_CLIENT
 from libs.common.web import TRACER, documented, json_response, read_json
 
@@ -24,8 +24,7 @@ from .events import publish_membership_changes
 from .state import AUTH, IDENTITY
 from .tokens import exchange
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_ID_RE = re.compile(ID_PATTERN)
+_ID_RE = ID_RE
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

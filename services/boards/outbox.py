@@ -32,7 +32,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter
 
 from libs.common import subjects
-from libs.common.messaging import ensure_stream, js_publish
+from libs.common.messaging import declare_stream, js_publish
 from libs.common.tracing import continued
 
 from .mutation import OUTBOX_CHANNEL, StoredEvent
@@ -183,12 +183,7 @@ class Outbox:
         if client is None or not client.is_connected:
             return False
         try:
-            await ensure_stream(
-                client.jetstream(),
-                subjects.BOARD_EVENTS_STREAM,
-                [subjects.BOARD_EVENTS_WILDCARD],
-                replicas=self.config.replicas,
-            )
+            await declare_stream(client.jetstream(), subjects.BOARD_EVENTS_STREAM, replicas=self.config.replicas)
         except PUBLISH_ERRORS as exc:
             log.warning("cannot declare %s yet: %s", subjects.BOARD_EVENTS_STREAM, exc)
             return False

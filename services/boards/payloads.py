@@ -29,8 +29,8 @@ from pydantic import (
 )
 
 from libs.common.errors import invalid
+from libs.common.ids import ID_PATTERN
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 CLIENT_OP_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MAX_COLUMNS = 100
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import nats.errors
 import orjson
 from nats.aio.client import Client as NATS
@@ -17,6 +18,7 @@ from opentelemetry import trace
 from libs.common.errors import STATUS_BY_CODE, ApiError
 from libs.common.messaging import request
 from libs.common.subjects import boards_command
+from libs.common.tracing import inject
 
 #: Socket events that are mutations forwarded to boards under the same name.
 MUTATIONS = frozenset({
@@ -26,10 +28,13 @@ MUTATIONS = frozenset({
 
 
 class BoardsClient:
-    def __init__(self, nats_client: Callable[[], NATS | None], tracer: trace.Tracer, timeout: float = 5.0) -> None:
+    def __init__(self, nats_client: Callable[[], NATS | None], tracer: trace.Tracer, timeout: float = 5.0,
+                 http_url: str = "") -> None:
         self._nats = nats_client
         self.tracer = tracer
         self.timeout = timeout
+        self.http_url = http_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
 
     async def call(self, command: str, token: str, payload: dict[str, Any], *, client_op_id: str | None = None,
                    correlation_id: str | None = None) -> Any:
@@ -68,9 +73,41 @@ class BoardsClient:
         return await self.call("board_access", token, {"board_id": board_id}, correlation_id=correlation_id)
 
     async def snapshot(self, token: str, board_id: str, correlation_id: str | None = None) -> dict[str, Any]:
-        return await self.call("snapshot", token, {"board_id": board_id}, correlation_id=correlation_id)
+        try:
+            return await self.call("snapshot", token, {"board_id": board_id}, correlation_id=correlation_id)
+        except ApiError as exc:
+            if exc.code != "payload_too_large":
+                raise
+            return await self._http_get(f"/v1/boards/{board_id}", token)
 
-    async def events(self, token: str, board_id: str, since_seq: int, limit: int = 1000,
-                     correlation_id: str | None = None) -> dict[str, Any]:
-        return await self.call("events", token, {"board_id": board_id, "since_seq": since_seq, "limit": limit},
-                               correlation_id=correlation_id)
+    async def events(
+        self, token: str, board_id: str, since_seq: int, limit: int = 1000, correlation_id: str | None = None
+    ) -> dict[str, Any]:
+        payload = {"board_id": board_id, "since_seq": since_seq, "limit": limit}
+        try:
+            return await self.call("events", token, payload, correlation_id=correlation_id)
+        except ApiError as exc:
+            if exc.code != "payload_too_large":
+                raise
+            return await self._http_get(f"/v1/boards/{board_id}/events?since_seq={since_seq}&limit={limit}", token)
+
+    async def _http_get(self, path: str, token: str) -> dict[str, Any]:
+        """Answers too large for a NATS message (a 5,000-card board is ~2 MB) come over REST."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=max(self.timeout, 10)))
+        headers = inject({"Authorization": f"Bearer {token}"})
+        with self.tracer.start_as_current_span(f"GET {path.split('?')[0]}", kind=trace.SpanKind.CLIENT):
+            try:
+                async with self._session.get(f"{self.http_url}{path}", headers=headers) as response:
+                    body = await response.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raise ApiError("unavailable", f"boards REST unreachable: {exc}") from None
+        if response.status == 200 and isinstance(body, dict):
+            return body
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        code = error.get("code") if error.get("code") in STATUS_BY_CODE else "internal"
+        raise ApiError(code, str(error.get("message", f"boards answered {response.status}")))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -14,8 +14,8 @@ import orjson
 
 from libs.common.correlation import is_valid_correlation_id
 from libs.common.errors import ApiError
+from libs.common.ids import ID_RE
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OP_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Keys realtime consumes itself and does not forward as part of the command payload.
 ENVELOPE_KEYS = ("client_op_id", "correlation_id", "traceparent", "tracestate")

@@ -29,11 +29,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from libs.common.errors import ApiError
 from libs.common.events import Envelope, utc_now_iso
 from libs.common.identity import ScopeClient
-from libs.common.messaging import JETSTREAM, NATS_CLIENT, NATS_RECONNECT_HOOKS, ensure_stream, js_publish
+from libs.common.messaging import JETSTREAM, NATS_CLIENT, NATS_RECONNECT_HOOKS, declare_stream, js_publish
 from libs.common.subjects import (
     MEMBERSHIP_CHANGED_WILDCARD,
     SECURITY_STREAM,
-    SECURITY_WILDCARDS,
     connection_event,
     security_event,
 )
@@ -143,7 +142,8 @@ class WebSocketServer:
             engineio_logger=False,
         )
         self.sio.register_namespace(WorkspaceNamespace(self))
-        self.boards = BoardsClient(lambda: self.nats, tracer, timeout=config.boards_timeout)
+        self.boards = BoardsClient(lambda: self.nats, tracer, timeout=config.boards_timeout,
+                                   http_url=config.boards_service_url)
         self.feeds = FeedRegistry(lambda: self.nats, self.boards, tracer, deliver=self._deliver,
                                   resync=self._resync, reader_token=self._reader_token)
         self.awareness = Awareness(self._send_ephemeral)
@@ -181,8 +181,7 @@ class WebSocketServer:
         self.scopes = ScopeClient(self.config.auth_service_url, nats=self.nats, tracer=self.tracer)
         if self.config.audit_events:
             with contextlib.suppress(Exception):
-                await ensure_stream(app[JETSTREAM], SECURITY_STREAM, list(SECURITY_WILDCARDS),
-                                    replicas=self.config.nats_stream_replicas)
+                await declare_stream(app[JETSTREAM], SECURITY_STREAM, replicas=self.config.nats_stream_replicas)
         with contextlib.suppress(Exception):  # presence degrades to local-only without JetStream KV
             await self.presence.open(app[JETSTREAM], replicas=self.config.nats_stream_replicas)
         membership = await self.nats.subscribe(MEMBERSHIP_CHANGED_WILDCARD, cb=self._on_membership_changed)
@@ -201,6 +200,7 @@ class WebSocketServer:
         for board_id in list(self.feeds.feeds):
             await self.feeds.detach(board_id)
         await self.scopes.close()
+        await self.boards.close()
 
     async def _drain(self, app: web.Application) -> None:
         """SIGTERM: refuse new sockets, tell the rest to reconnect elsewhere, close them in batches."""

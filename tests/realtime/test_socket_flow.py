@@ -222,3 +222,23 @@ async def test_idempotent_retry_through_the_socket(stack):
     status, after = await stack.call("GET", f"{stack.boards_url}/v1/boards/{board_id}", alice.token)
     assert [c["title"] for c in after["cards"]] == ["once"]
     assert after["seq"] == board["seq"] + 1
+
+
+async def test_join_a_board_too_large_for_one_nats_message(stack):
+    """A snapshot over NATS's 1 MB message cap is fetched over boards' REST instead."""
+    alice = stack.user("alice")
+    org = await stack.organization(a=(alice, "owner"))
+    board = await stack.board(org, alice, cards=0)
+    board_id, column = board["board"]["id"], board["columns"][0]["id"]
+    long_text = "lorem ipsum " * 1600  # ~19 KB, under the 20,000-character limit
+    results = await asyncio.gather(*(
+        stack.call("POST", f"{stack.boards_url}/v1/boards/{board_id}/cards", alice.token,
+                   {"column_id": column, "title": f"big {index}", "description": long_text})
+        for index in range(60)))
+    assert all(status == 201 for status, _ in results)
+    client = await stack.client(alice)
+    answer = await client.call("join_board", {"board_id": board_id, "organization_id": org}, timeout=20)
+    assert answer["ok"], answer
+    cards = answer["data"]["snapshot"]["cards"]
+    assert len(cards) == 60 and sorted(c["position"] for c in cards) == list(range(60))
+    assert answer["data"]["seq"] == board["seq"] + 60

@@ -1,0 +1,13 @@
+"""The id rule of the contract (§3): ``^[A-Za-z0-9_-]{1,64}$`` (UUIDs fit). One owner."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ID_RE = re.compile(ID_PATTERN)
+
+
+def is_id(value: Any) -> bool:
+    return isinstance(value, str) and ID_RE.fullmatch(value) is not None
