@@ -28,6 +28,7 @@ CURSOR_INTERVAL = 1 / 20
 PRESENCE_BUCKET = "presence"
 PRESENCE_TTL = 30.0
 PRESENCE_HEARTBEAT = 10.0
+KV_TIMEOUT = 1.0
 
 Send = Callable[[str, str, dict[str, Any], str], Awaitable[None]]  # (board_id, event, data, skip_sid)
 
@@ -120,14 +121,15 @@ class PresenceStore:
     async def set(self, board_id: str, sid: str, entry: dict[str, Any]) -> None:
         self.local[(board_id, sid)] = entry
         if self.kv is not None:
-            with contextlib.suppress(Exception):  # presence is best effort; never fail a join on it
-                await self.kv.put(self._key(board_id, sid), orjson.dumps(entry))
+            # Best effort and bounded: a NATS outage must never stall a join or a disconnect.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.kv.put(self._key(board_id, sid), orjson.dumps(entry)), KV_TIMEOUT)
 
     async def remove(self, board_id: str, sid: str) -> None:
         self.local.pop((board_id, sid), None)
         if self.kv is not None:
             with contextlib.suppress(Exception):
-                await self.kv.purge(self._key(board_id, sid))
+                await asyncio.wait_for(self.kv.purge(self._key(board_id, sid)), KV_TIMEOUT)
 
     async def members(self, board_id: str) -> list[dict[str, Any]]:
         """One entry per user on the board (any replica), best effort.
@@ -139,9 +141,9 @@ class PresenceStore:
         if self.kv is not None:
             watcher = None
             try:
-                watcher = await self.kv.watch(f"{board_id}.*", ignore_deletes=True)
+                watcher = await asyncio.wait_for(self.kv.watch(f"{board_id}.*", ignore_deletes=True), KV_TIMEOUT)
                 while True:
-                    entry = await watcher.updates(timeout=1.0)
+                    entry = await watcher.updates(timeout=KV_TIMEOUT)
                     if entry is None:  # the end of the current values
                         break
                     if entry.value:
@@ -164,7 +166,7 @@ class PresenceStore:
             return
         for (board_id, sid), entry in list(self.local.items()):
             with contextlib.suppress(Exception):
-                await self.kv.put(self._key(board_id, sid), orjson.dumps(entry))
+                await asyncio.wait_for(self.kv.put(self._key(board_id, sid), orjson.dumps(entry)), KV_TIMEOUT)
 
 
 def _log_failure(task: asyncio.Task) -> None:

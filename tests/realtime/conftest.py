@@ -131,12 +131,15 @@ async def make_stack(aiohttp_server, make_app) -> AsyncIterator[Callable[..., Aw
     """``await make_stack(**realtime_settings)``: auth, boards and realtime on real ports."""
     stacks: list[Stack] = []
 
-    async def build(**realtime_overrides: Any) -> Stack:
-        auth = await aiohttp_server(make_app("auth"))
+    async def build(common: dict[str, Any] | None = None, **realtime_overrides: Any) -> Stack:
+        """``common`` settings go to every service (e.g. a private ``nats_url``)."""
+        common = common or {}
+        auth = await aiohttp_server(make_app("auth", **common))
         auth_url = str(auth.make_url("")).rstrip("/")
-        boards = await aiohttp_server(make_app("boards", auth_service_url=auth_url))
+        boards = await aiohttp_server(make_app("boards", auth_service_url=auth_url, **common))
         boards_url = str(boards.make_url("")).rstrip("/")
-        app = make_app("realtime", auth_service_url=auth_url, boards_service_url=boards_url, **realtime_overrides)
+        app = make_app("realtime", auth_service_url=auth_url, boards_service_url=boards_url, **common,
+                       **realtime_overrides)
         realtime = await aiohttp_server(app)
         stack = Stack(auth_url, boards_url, str(realtime.make_url("")).rstrip("/"), Tokens(), app,
                       aiohttp.ClientSession())
