@@ -47,6 +47,7 @@ class BoardFeed:
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     subscription: Subscription | None = None
+    joining: int = 0  # joins in progress: the feed must outlive them even with no member yet
     delivered: int = 0
     gaps_filled: int = 0
     resyncs: int = 0
@@ -75,7 +76,10 @@ class FeedRegistry:
         self._attach_lock = asyncio.Lock()
 
     async def attach(self, board_id: str) -> BoardFeed:
-        """The board's feed, subscribing first if this replica had no member of it."""
+        """The board's feed, subscribing first if this replica had no member of it.
+
+        Counts the caller as joining until it calls ``release``.
+        """
         async with self._attach_lock:
             feed = self.feeds.get(board_id)
             if feed is None:
@@ -89,16 +93,34 @@ class FeedRegistry:
 
                 feed.subscription = await client.subscribe(board_events_of(board_id), cb=on_message)
                 self.feeds[board_id] = feed
+            feed.joining += 1
             return feed
 
+    async def release(self, board_id: str, members: int, *, joined: bool = False) -> None:
+        """A join finished (``joined``) or a member left: unsubscribe when nobody needs the feed."""
+        async with self._attach_lock:
+            feed = self.feeds.get(board_id)
+            if feed is None:
+                return
+            if joined:
+                feed.joining -= 1
+            if feed.joining == 0 and members == 0:
+                await self._unsubscribe(self.feeds.pop(board_id))
+
     async def detach(self, board_id: str) -> None:
+        """Unsubscribe whatever its members (shutdown)."""
         async with self._attach_lock:
             feed = self.feeds.pop(board_id, None)
-            if feed is not None and feed.subscription is not None:
-                try:
-                    await feed.subscription.unsubscribe()
-                except Exception:  # connection already gone: nothing left to undo
-                    log.debug("unsubscribe failed", exc_info=True)
+            if feed is not None:
+                await self._unsubscribe(feed)
+
+    @staticmethod
+    async def _unsubscribe(feed: BoardFeed) -> None:
+        if feed.subscription is not None:
+            try:
+                await feed.subscription.unsubscribe()
+            except Exception:  # connection already gone: nothing left to undo
+                log.debug("unsubscribe failed", exc_info=True)
 
     async def _on_message(self, feed: BoardFeed, msg: Msg) -> None:
         try:

@@ -370,7 +370,8 @@ class WebSocketServer:
                     answer = await self.boards.events(token, board_id, since_seq=since_seq)
                     events = answer.get("events", [])
                     last = events[-1]["seq"] if events else since_seq
-                    if last >= answer.get("seq", last):  # everything missed fits in one answer
+                    # Everything missed fits in one answer (and the client is not "ahead" of the board).
+                    if since_seq <= answer.get("seq", last) <= last:
                         loaded["events"] = events
                         return last
                 except ApiError as exc:
@@ -387,10 +388,8 @@ class WebSocketServer:
         try:
             seq = await load()
             seq = await self.feeds.join(feed, seq, enter, load)
-        except BaseException:
-            if not self.manager.members(board_id):
-                await self.feeds.detach(board_id)
-            raise
+        finally:
+            await self.feeds.release(board_id, self.manager.members(board_id), joined=True)
         entry = {"user_id": session.user_id, "email": session.email, "status": "online"}
         await self.presence.set(board_id, session.sid, entry)
         await self._send_ephemeral(board_id, "user_presence", entry, session.sid)
@@ -427,7 +426,7 @@ class WebSocketServer:
                 "user_id": session.user_id, "email": session.email, "status": "offline"}, session.sid)
             self.publish_connection("left", session, {"board_id": board_id, "organization_id": organization_id})
         if last:
-            await self.feeds.detach(board_id)
+            await self.feeds.release(board_id, 0)
 
     def _reader_token(self, board_id: str) -> str | None:
         """A current member's scope token, to read events the room missed."""

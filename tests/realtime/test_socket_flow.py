@@ -242,3 +242,33 @@ async def test_join_a_board_too_large_for_one_nats_message(stack):
     cards = answer["data"]["snapshot"]["cards"]
     assert len(cards) == 60 and sorted(c["position"] for c in cards) == list(range(60))
     assert answer["data"]["seq"] == board["seq"] + 60
+
+
+async def test_since_seq_ahead_of_the_board_gets_a_snapshot_and_no_resync(stack):
+    alice, bob = stack.user("alice"), stack.user("bob")
+    org = await stack.organization(a=(alice, "owner"), b=(bob, "member"))
+    board = await stack.board(org, alice)
+    a, b = await stack.client(alice), await stack.client(bob)
+    assert (await a.call("join_board", {"board_id": board["board"]["id"], "organization_id": org}))["ok"]
+    ahead = await b.call("join_board", {"board_id": board["board"]["id"], "organization_id": org,
+                                        "since_seq": board["seq"] + 50})
+    assert ahead["ok"] and ahead["data"]["seq"] == board["seq"] and "snapshot" in ahead["data"]
+    await asyncio.sleep(0.3)
+    assert "resync_required" not in a.received
+
+
+async def test_concurrent_joins_and_a_failed_join_keep_the_feed(stack):
+    alice, bob, mallory = stack.user("alice"), stack.user("bob"), stack.user("mallory")
+    org = await stack.organization(a=(alice, "owner"), b=(bob, "member"))
+    await stack.organization(m=(mallory, "owner"))
+    board = await stack.board(org, alice, cards=0)
+    board_id, column = board["board"]["id"], board["columns"][0]["id"]
+    a, b, m = await stack.client(alice), await stack.client(bob), await stack.client(mallory)
+    answers = await asyncio.gather(
+        a.call("join_board", {"board_id": board_id, "organization_id": org}),
+        m.call("join_board", {"board_id": board_id, "organization_id": org}),  # refused
+        b.call("join_board", {"board_id": board_id, "organization_id": org}))
+    assert [x["ok"] for x in answers] == [True, False, True]
+    assert (await a.call("task_created", {"board_id": board_id, "column_id": column, "title": "t"}))["ok"]
+    for member in (a, b):
+        assert len(await member.wait_for("task_created")) == 1
