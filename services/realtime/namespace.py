@@ -121,6 +121,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
                     raise ApiError("payload_too_large",
                                    f"messages are limited to {self.ws.config.max_message_bytes} bytes")
                 data = payloads.payload_object(args)
+                payloads.correlation_id(data)  # a malformed one is refused on every event (CONTRACT §7)
                 result = await handler(session, data)
                 log.debug("socket event handled", extra={"event": event, "sid": session.sid})
                 return {"ok": True, "data": result}
@@ -244,7 +245,6 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         async def handle(session: Session, data: dict[str, Any]) -> dict[str, Any]:
             board_id = payloads.require_id(data, "board_id")
             op_id = payloads.client_op_id(data)
-            payloads.correlation_id(data)
             token = await self.ws.fresh_scope_token(session)
             result = await self.ws.boards.call(event, token, payloads.command_payload(data), client_op_id=op_id,
                                                correlation_id=correlation_id_var.get())

@@ -96,3 +96,14 @@ async def test_errors_without_ack_arrive_as_error_events(setup):
     await attacker.emit("task_deleted", {"board_id": board["board"]["id"]})
     (error,) = await attacker.wait_for("error")
     assert error["code"] == "invalid_payload" and error["event"] == "task_deleted"
+
+
+async def test_a_malformed_correlation_id_is_refused_on_any_event(setup):
+    stack, org, board, attacker, witness = setup
+    for event, payload in [("join_board", {"board_id": board["board"]["id"], "organization_id": org}),
+                           ("user_presence", {"board_id": board["board"]["id"], "status": "away"}),
+                           ("task_deleted", {"board_id": board["board"]["id"], "task_id": board["cards"][0]["id"]})]:
+        answer = await attacker.call(event, {**payload, "correlation_id": "has spaces and / slashes"})
+        assert answer["error"]["code"] == "invalid_payload", (event, answer)
+        answer = await attacker.call(event, {**payload, "correlation_id": "x" * 129})
+        assert answer["error"]["code"] == "invalid_payload", (event, answer)
