@@ -12,7 +12,7 @@ from libs.common.service import service_app
 from libs.common.settings import load_settings
 from libs.common.web import METRICS, TRACER, UNTRACED_PREFIXES
 
-from . import http_api
+from . import demo, http_api
 from .config import Settings, WebSocketConfig
 from .server import WebSocketServer
 
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, *, make_global_tracer: bool = F
     app = service_app("realtime", settings, description="Socket.IO rooms for live boards.",
                       make_global_tracer=make_global_tracer, client_max_size=settings.transport_max_bytes)
     # Long-lived Engine.IO requests are not one "request" each: no per-request span or histogram.
-    app[UNTRACED_PREFIXES] = ("/socket.io/",)
+    app[UNTRACED_PREFIXES] = ("/socket.io/", "/static/")
     server = WebSocketServer(settings, app[TRACER], app[METRICS])
     app[http_api.WS_SERVER] = server
     server.attach(app)
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, make_global_tracer: bool = F
 
     app.cleanup_ctx.append(verifier_ctx)
     http_api.add_routes(app)
+    demo.add_routes(app)
     return app
 
 
