@@ -13,7 +13,7 @@ from aiohttp import web
 
 from libs.common.correlation import current_correlation_id
 from libs.common.errors import invalid
-from libs.common.web import documented, json_response, read_json
+from libs.common.web import documented, json_response, read_json, validate
 
 from . import payloads
 from .access import caller_scope
@@ -89,6 +89,25 @@ async def create_board(request: web.Request) -> web.Response:
     caller = await _caller(request)
     cmd = await read_json(request, payloads.CreateBoard)
     return _answer(await request.app[ACTIONS].create_board(caller, cmd), created_status=201)
+
+
+@documented(
+    parameters=[
+        {"name": "organization_id", "in": "query", "required": True, "schema": {"type": "string"}},
+        {"name": "division_id", "in": "query", "schema": {"type": "string"}},
+    ],
+    **_responses(s200="{boards: [{id, name, organization_id, division_id, seq, updated_at}, ...]}"),
+)
+async def list_boards(request: web.Request) -> web.Response:
+    """The organization's boards the caller may read, newest (last created) first (deleted ones
+    left out; at most 500). ``division_id`` narrows to one division. A member limited to some
+    divisions sees those divisions' boards and the organization-wide ones. No
+    ``organization_id`` or a malformed id -> 400; an organization or division the caller cannot
+    read -> 403."""
+    scope = await caller_scope(request)
+    params = {name: request.query[name] for name in ("organization_id", "division_id") if name in request.query}
+    query = validate(payloads.BoardListQuery, params)
+    return json_response(await request.app[QUERIES].list_boards(scope, query.organization_id, query.division_id))
 
 
 @documented(**_SNAPSHOT)
@@ -205,6 +224,7 @@ async def assign_card(request: web.Request) -> web.Response:
 
 
 ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/v1/boards", list_boards),
     ("POST", "/v1/boards", create_board),
     ("GET", "/v1/boards/{board_id}", get_board),
     ("PATCH", "/v1/boards/{board_id}", update_board),

@@ -1,7 +1,8 @@
 """The same commands over NATS request/reply, for the realtime service.
 
 Subjects ``boards.v1.<command>`` (queue group ``boards``, so replicas share the load) for each
-socket event name, plus the queries ``board_access``, ``snapshot`` and ``events``.
+socket event name, plus the queries ``board_access``, ``snapshot``, ``events`` and ``list_boards``
+(payload ``{organization_id, division_id?}``, no ``board_id``).
 
 Request (JSON)::
 
@@ -90,6 +91,7 @@ class NatsApi:
             "board_access": self.board_access,
             "snapshot": self.snapshot,
             "events": self.events,
+            "list_boards": self.list_boards,
         }
 
     async def start(self) -> None:
@@ -213,6 +215,10 @@ class NatsApi:
     async def events(self, caller: Caller, payload: dict[str, Any]) -> dict[str, Any]:
         query = validate(payloads.EventsQuery, payload)
         return await self.queries.events(caller.scope, query.board_id, query.since_seq, query.limit)
+
+    async def list_boards(self, caller: Caller, payload: dict[str, Any]) -> dict[str, Any]:
+        query = validate(payloads.BoardListQuery, payload)
+        return await self.queries.list_boards(caller.scope, query.organization_id, query.division_id)
 
 
 def _parse(raw: bytes) -> payloads.NatsRequest:

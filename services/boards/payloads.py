@@ -234,6 +234,13 @@ class EventsQuery(BoardRef):
     limit: Annotated[StrictInt, Field(ge=1)] = 1000  # above the maximum (1000) is clamped, as on REST
 
 
+class BoardListQuery(Payload):
+    """``GET /v1/boards?organization_id=&division_id=`` and ``boards.v1.list_boards``."""
+
+    organization_id: Id
+    division_id: Id | None = None
+
+
 class NatsRequest(Payload):
     """The request envelope on ``boards.v1.<command>``."""
 

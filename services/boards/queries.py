@@ -1,4 +1,4 @@
-"""Reads: snapshots, event catch-up, board access. Nothing here writes.
+"""Reads: snapshots, event catch-up, board access, board lists. Nothing here writes.
 
 A snapshot is read in one REPEATABLE READ transaction so its ``seq`` and its rows are the same
 moment: a client that applies events with ``seq`` greater than the snapshot's misses nothing and
@@ -19,6 +19,7 @@ from .records import (
     COLUMN_FIELDS,
     EVENT_COLUMNS,
     board_json,
+    board_summary_json,
     card_fields,
     card_json,
     column_json,
@@ -26,6 +27,9 @@ from .records import (
 )
 
 EVENTS_LIMIT = 1000
+#: Most boards one list answer carries (the newest ones); ~200 bytes each, so
+#: the answer stays far below a NATS message.
+BOARDS_LIMIT = 500
 
 _COLUMNS = f"""
     SELECT {COLUMN_FIELDS}, (row_number() OVER (ORDER BY rank) - 1)::int AS position
@@ -109,6 +113,31 @@ class Queries:
             )
         events = [envelope_of(row).to_dict() for row in rows]
         return {"events": events, "seq": board["seq"], "has_more": bool(events) and events[-1]["seq"] < board["seq"]}
+
+    async def list_boards(self, scope: Scope, organization_id: str, division_id: str | None = None) -> dict[str, Any]:
+        """The organization's boards that ``scope`` may read, newest (last created) first.
+
+        With ``division_id``, only that division's boards (``forbidden`` if the caller cannot read
+        it). Without, a member limited to divisions gets the boards of those divisions plus the
+        organization-wide ones (no division) — exactly the boards ``snapshot`` would let them read.
+        """
+        scope.require_read(organization_id, division_id)
+        member = scope.membership(organization_id)
+        divisions = list(member.divisions) if member is not None and member.divisions is not None else None
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"""SELECT {BOARD_COLUMNS} FROM kanban_boards
+                    WHERE organization_id = $1 AND deleted_at IS NULL
+                      AND ($2::text IS NULL OR division_id = $2)
+                      AND ($3::text[] IS NULL OR division_id IS NULL OR division_id = ANY($3::text[]))
+                    ORDER BY created_at DESC, id DESC LIMIT $4""",
+                organization_id,
+                division_id,
+                divisions,
+                BOARDS_LIMIT,
+            )
+        boards = [row for row in rows if scope.can_read(row["organization_id"], row["division_id"])]
+        return {"boards": [board_summary_json(row) for row in boards]}
 
     async def access(self, scope: Scope, board_id: str) -> dict[str, Any]:
         """What realtime needs to admit a socket to a board's room."""

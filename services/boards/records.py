@@ -59,6 +59,18 @@ def board_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def board_summary_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A board as the board list shows it (``GET /v1/boards``, ``list_boards``)."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "organization_id": row["organization_id"],
+        "division_id": row["division_id"],
+        "seq": row["seq"],
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
 def column_json(row: Mapping[str, Any], position: int) -> dict[str, Any]:
     return {
         "id": row["id"],

@@ -72,6 +72,15 @@ class BoardsClient:
     async def access(self, token: str, board_id: str, correlation_id: str | None = None) -> dict[str, Any]:
         return await self.call("board_access", token, {"board_id": board_id}, correlation_id=correlation_id)
 
+    async def list_boards(
+        self, token: str, organization_id: str, division_id: str | None = None, correlation_id: str | None = None
+    ) -> dict[str, Any]:
+        """``{boards: [...]}``: the organization's boards the token's user may read, newest first."""
+        payload: dict[str, Any] = {"organization_id": organization_id}
+        if division_id is not None:
+            payload["division_id"] = division_id
+        return await self.call("list_boards", token, payload, correlation_id=correlation_id)
+
     async def snapshot(self, token: str, board_id: str, correlation_id: str | None = None) -> dict[str, Any]:
         try:
             return await self.call("snapshot", token, {"board_id": board_id}, correlation_id=correlation_id)

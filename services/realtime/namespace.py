@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/workspace"
 #: Events a client may send (anything else is ``invalid_payload``).
 CLIENT_EVENTS = frozenset({
-    "join_board", "leave_board", "user_presence", "user_typing", "user_cursor", "refresh_token", *MUTATIONS,
+    "join_board", "leave_board", "list_boards", "user_presence", "user_typing", "user_cursor", "refresh_token",
+    *MUTATIONS,
 })
 
 
@@ -240,6 +241,14 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         board_id = payloads.require_id(data, "board_id")
         left = await self.ws.leave_board(session, board_id)
         return {"board_id": board_id, "left": left}
+
+    async def handle_list_boards(self, session: Session, data: dict[str, Any]) -> dict[str, Any]:
+        """The organization's boards this user may read (boards decides), for a board picker."""
+        organization_id = payloads.require_id(data, "organization_id")
+        division_id = payloads.require_id(data, "division_id", optional=True)
+        token = await self.ws.fresh_scope_token(session)
+        correlation_id = correlation_id_var.get()
+        return await self.ws.boards.list_boards(token, organization_id, division_id, correlation_id=correlation_id)
 
     def _mutation(self, event: str) -> Any:
         async def handle(session: Session, data: dict[str, Any]) -> dict[str, Any]:

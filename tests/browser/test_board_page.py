@@ -357,6 +357,11 @@ def test_sign_in_by_pasting_a_token_then_pick_a_board(open_page, stack):
     page.get_by_test_id("picker").wait_for()
     assert org in page.get_by_test_id("org-list").inner_text()
     assert "owner" in page.get_by_test_id("org-list").inner_text()
+    # ... and the organization's boards from `list_boards`, never another organization's.
+    listed = page.locator(f'[data-testid="org-board"][data-board-id="{board_id}"]')
+    listed.wait_for()
+    assert "Launch plan" in listed.inner_text()
+    assert page.locator(f'[data-board-id="{other["board"]["id"]}"]').count() == 0
     p.shot("picker")
 
     # A board of another organization is refused; this one opens, and the token is not in the URL.
@@ -375,6 +380,12 @@ def test_sign_in_by_pasting_a_token_then_pick_a_board(open_page, stack):
     p.wait_for_layout(layout_of(board))
     page.reload()
     p.wait_for_layout(layout_of(board))
+
+    # The organization's board list opens the board too.
+    page.get_by_test_id("switch-board").click()
+    page.locator(f'[data-testid="org-board"][data-board-id="{board_id}"]').click()
+    p.wait_for_layout(layout_of(board))
+    assert page.evaluate("location.hash") == f"#board={board_id}"
     page.get_by_test_id("sign-out").click()
     page.get_by_test_id("signin").wait_for()
     assert page.evaluate("sessionStorage.length") == 0

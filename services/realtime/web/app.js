@@ -1,9 +1,10 @@
 // Liveboard demo page: sign-in, the socket, joining a board and keeping it in sync.
 //
 // The page talks to nothing but its own origin's Socket.IO endpoint (namespace /workspace):
-// organizations come from `connection_established`, the board from the `join_board` answer, every
-// change from the persisted broadcasts applied in `seq` order. A reconnect (socket.io-client does
-// it by itself) is followed by `join_board {since_seq}`, so the board converges without a reload.
+// organizations come from `connection_established`, their boards from `list_boards`, the board from
+// the `join_board` answer, every change from the persisted broadcasts applied in `seq` order. A
+// reconnect (socket.io-client does it by itself) is followed by `join_board {since_seq}`, so the
+// board converges without a reload.
 
 import { BoardState, Sequencer } from './board.js';
 import { CardDialog } from './dialog.js';
@@ -48,6 +49,7 @@ class App {
     this.typing = new Map(); // user_id -> {task_id, person, timer}
     this.conflictsShown = new Set();
     this.renderQueued = false;
+    this.pickerGeneration = 0; // a newer picker drawing makes older board-list answers stale
 
     const hooks = {
       person: (id) => this.people.get(id) || null,
@@ -567,16 +569,42 @@ class App {
     const select = $('[data-testid="picker-org"]');
     select.replaceChildren(h('option', { value: '' }, 'Any of my organizations'),
       ...orgs.map((o) => h('option', { value: o.id }, `${o.id} (${o.role})`)));
-    $('[data-testid="org-list"]').replaceChildren(...(orgs.length ? orgs.map((o) => h('li', { class: 'org' },
-      h('span', { class: 'org-name' }, o.id), h('span', { class: `role role-${o.role}` }, o.role)))
+    $('[data-testid="org-list"]').replaceChildren(...(orgs.length ? orgs.map((o) => h('li', { class: 'org-item' },
+      h('div', { class: 'org' },
+        h('span', { class: 'org-name' }, o.id), h('span', { class: `role role-${o.role}` }, o.role)),
+      h('ul', { class: 'board-list org-boards', dataset: { testid: 'org-boards', orgId: o.id } },
+        h('li', { class: 'empty' }, 'Loading boards…'))))
       : [h('li', { class: 'empty' }, 'You are not a member of any organization yet.')]));
+    this.loadBoardLists(orgs);
     const recent = this.recentBoards();
-    $('[data-testid="recent-boards"]').replaceChildren(...(recent.length ? recent.map((b) => h('li', {},
-      h('button', { class: 'board-link', type: 'button', dataset: { testid: 'recent-board', boardId: b.id },
-        onclick: () => this.openBoard(b.id, b.organization_id) },
-      h('span', { class: 'board-link-name' }, b.name), h('span', { class: 'board-link-meta' }, `${b.organization_id} · ${b.id}`))))
+    $('[data-testid="recent-boards"]').replaceChildren(...(recent.length
+      ? recent.map((b) => this.boardLink(b, 'recent-board', `${b.organization_id} · ${b.id}`))
       : [h('li', { class: 'empty' }, 'Boards you open appear here.')]));
     $('[data-testid="picker-board"]').focus();
+  }
+
+  boardLink(board, testid, meta) {
+    return h('li', {}, h('button', { class: 'board-link', type: 'button', dataset: { testid, boardId: board.id },
+      onclick: () => this.openBoard(board.id, board.organization_id) },
+    h('span', { class: 'board-link-name' }, board.name || board.id), h('span', { class: 'board-link-meta' }, meta)));
+  }
+
+  /** Each organization's boards, as the server lists them for this user (`list_boards`, newest first). */
+  async loadBoardLists(orgs) {
+    const generation = ++this.pickerGeneration;
+    await Promise.all(orgs.map(async (org) => {
+      const answer = await this.call('list_boards', { organization_id: org.id }, { mutation: false });
+      const list = $(`[data-testid="org-boards"][data-org-id="${org.id}"]`);
+      if (generation !== this.pickerGeneration || !list) return; // the picker was redrawn meanwhile
+      if (!answer.ok) {
+        list.replaceChildren(h('li', { class: 'empty' }, `Could not list the boards: ${answer.error.message}`));
+        return;
+      }
+      const boards = answer.data?.boards || [];
+      list.replaceChildren(...(boards.length
+        ? boards.map((b) => this.boardLink(b, 'org-board', b.division_id ? `${b.division_id} · ${b.id}` : b.id))
+        : [h('li', { class: 'empty' }, 'No boards yet.')]));
+    }));
   }
 
   // ------------------------------------------------------------------ page chrome
