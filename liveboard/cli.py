@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=["authenticated", "service_role"], default="authenticated")
     p.set_defaults(func=_cmd_token)
 
+    from .bench.cli import configure as configure_bench
+
+    p = sub.add_parser("bench", help="load generator against any running deployment (table + JSON)")
+    configure_bench(p)
+
     return parser
 
 

@@ -38,6 +38,7 @@ from libs.common.subjects import (
 )
 from libs.common.tasks import stop_tasks
 
+from . import fastpath
 from .boards_client import BoardsClient
 from .config import WebSocketConfig
 from .feeds import FeedRegistry
@@ -66,7 +67,22 @@ class LiveboardAsyncServer(socketio.AsyncServer):
     python-socketio does not pass the ack id to handlers; this is the one place it is known.
     Handlers run inline (``async_handlers=False``) so one socket's events are handled in order,
     and the context variable is visible to them.
+
+    With ``fast_path`` (``REALTIME_FAST_PATH``, default on) the Engine.IO layer is
+    ``fastpath.FastEngineServer``: websocket packets are written directly, in order, and board
+    events are broadcast with one encoding (see ``fastpath``); the API is python-socketio's.
     """
+
+    def __init__(self, *, fast_path: bool = False, **kwargs: Any) -> None:
+        self.fast_path = fast_path  # read by _engineio_server_class, which super().__init__ calls
+        super().__init__(**kwargs)
+
+    def _engineio_server_class(self) -> Any:
+        return fastpath.FastEngineServer if self.fast_path else super()._engineio_server_class()
+
+    def broadcast(self, event: str, data: Any, room: str, namespace: str, skip_sid: str | None = None) -> bool:
+        """One encoding for the local members of ``room`` (fast path); False: the caller must ``emit``."""
+        return self.fast_path and fastpath.broadcast(self, event, data, room, namespace, skip_sid)
 
     async def _handle_event_internal(self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str,
                                      id: Any) -> None:
@@ -129,7 +145,10 @@ class WebSocketServer:
         self.manager = ConnectionManager()
         self.nats: NATS | None = None
         self.client_manager = NatsPubSubManager(lambda: self.nats)
+        fast = fastpath.fast_path_enabled(config)
         self.sio = LiveboardAsyncServer(
+            fast_path=fast,
+            serializer=fastpath.OrjsonPacket if fast else "default",
             async_mode="aiohttp",
             client_manager=self.client_manager,
             # Origins are checked in the connect handler so a refusal carries a code (CONTRACT §7).
@@ -441,8 +460,9 @@ class WebSocketServer:
         """One committed event to every local member of the board (the sender included)."""
         event_type = envelope["event_type"]
         self.metrics.events_out.labels(event_type).inc()
-        await self.sio.emit(event_type, envelope, room=board_room(board_id), namespace=NAMESPACE,
-                            ignore_queue=True)
+        room = board_room(board_id)
+        if not self.sio.broadcast(event_type, envelope, room, NAMESPACE):  # synchronous: seq order holds
+            await self.sio.emit(event_type, envelope, room=room, namespace=NAMESPACE, ignore_queue=True)
         if event_type == "board_deleted":
             for sid in list(self.manager.board_members.get(board_id, ())):
                 session = self.manager.sessions.get(sid)

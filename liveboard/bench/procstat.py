@@ -1,0 +1,106 @@
+"""CPU and memory of the processes under test, read from ``/proc`` (same machine only).
+
+Server CPU per delivered message is ``(utime + stime)`` of the realtime processes over the run,
+divided by what was delivered; that counts everything the process did for it (NATS, Python,
+kernel time of its ``send`` calls), which is what a capacity plan needs.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import dataclass
+
+import psutil
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def listening_pids(port: int) -> list[int]:
+    """Processes listening on ``port`` (several with ``liveboard serve --workers N``)."""
+    pids = {
+        conn.pid
+        for conn in psutil.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid
+    }
+    return sorted(pids)
+
+
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(utime, stime) of ``pids`` (fields 14 and 15 of ``/proc/<pid>/stat``), in seconds."""
+    user = system = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        user += int(fields[11])  # counted from the field after "(comm)", which is field 3
+        system += int(fields[12])
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of ``pids``, in seconds."""
+    return sum(cpu_split(pids))
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Resident set size of ``pids`` (``/proc/<pid>/statm``)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as statm:
+                total += int(statm.read().split()[1]) * PAGE_SIZE
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU (a load-generator process reports its own)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds (user and system) of ``pids`` between ``start`` and ``stop``."""
+
+    pids: list[int]
+    started: tuple[float, float] = (0.0, 0.0)
+    user: float = 0.0
+    system: float = 0.0
+
+    @property
+    def used(self) -> float:
+        return self.user + self.system
+
+    def start(self) -> None:
+        self.started = cpu_split(self.pids)
+
+    def stop(self) -> float:
+        user, system = cpu_split(self.pids)
+        self.user, self.system = user - self.started[0], system - self.started[1]
+        return self.used
+
+
+async def quiesce(pids: list[int], *, below: float = 0.05, window: float = 0.5, timeout: float = 120.0) -> float:
+    """Wait until ``pids`` use less than ``below`` of a core for two windows in a row.
+
+    Joins leave work behind (presence fan-out, audit events); measuring before it is done would
+    charge it to the next phase. Returns the seconds waited.
+    """
+    import asyncio
+    import time
+
+    began = time.monotonic()
+    quiet = 0
+    last = cpu_seconds(pids)
+    while pids and quiet < 2 and time.monotonic() - began < timeout:
+        await asyncio.sleep(window)
+        now = cpu_seconds(pids)
+        quiet = quiet + 1 if now - last < below * window else 0
+        last = now
+    return time.monotonic() - began

@@ -1,0 +1,96 @@
+"""``--start-stack``: embedded NATS + Postgres and the four services on free loopback ports.
+
+The same machinery as ``liveboard dev`` (``DevStack``), in a temporary state directory with
+fresh secrets, so a benchmark is self-contained and leaves nothing behind. Limits that would
+refuse a load test from one address (connections per IP per minute, messages per connection
+per minute, total connections) are raised for the run; everything else keeps its default.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libs.common.devstack import free_port
+from liveboard.dev import DevSecrets, DevStack
+
+from .target import Target
+
+
+@dataclass
+class StackOptions:
+    fast_path: bool = True
+    realtime_workers: int = 1
+    loop: str = "asyncio"  # or "uvloop"
+    max_connections: int = 12000
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class BenchStack(DevStack):
+    """A ``DevStack`` whose realtime gets the bench's settings, workers and event loop."""
+
+    options: StackOptions
+
+    def _say(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def start_services(self) -> None:
+        options = self.options
+        env = dict(os.environ, **self.env, LOG_LEVEL="warning", REALTIME_DRAIN_SECONDS="1")
+        realtime_env = {
+            **env,
+            "WEBSOCKET_RATE_LIMIT_CONNECTIONS": "1000000",
+            "WEBSOCKET_RATE_LIMIT_MESSAGES": "1000000",
+            "WEBSOCKET_MAX_CONNECTIONS": str(options.max_connections),
+            "REALTIME_FAST_PATH": "true" if options.fast_path else "false",
+            **options.extra_env,
+        }
+        for name in ("auth", "boards", "audit", "realtime"):
+            module = "liveboard.bench.launch" if name == "realtime" and options.loop == "uvloop" else "liveboard"
+            argv = [sys.executable, "-m", module, "serve", name, "--port", str(self.ports[name])]
+            if name == "realtime" and options.realtime_workers > 1:
+                argv += ["--workers", str(options.realtime_workers)]
+            self.children[name] = subprocess.Popen(
+                argv,
+                env=realtime_env if name == "realtime" else env,
+                stdin=subprocess.DEVNULL,
+                stdout=open(self.state / f"{name}.log", "ab"),
+                stderr=subprocess.STDOUT,
+            )
+
+
+def start_stack(options: StackOptions) -> tuple[BenchStack, Target]:
+    """Start everything; the caller must ``stop_stack`` it (also on errors)."""
+    state = Path(tempfile.mkdtemp(prefix="liveboard-bench-"))
+    ports = {name: free_port() for name in ("realtime", "auth", "boards", "audit")}
+    stack = BenchStack(state=state, ports=ports, nats_port=free_port(), postgres_port=free_port())
+    stack.options = options
+    secrets = DevSecrets.load_or_create(state)
+    try:
+        stack.start_servers(secrets)
+        stack.migrate()
+        stack.start_services()
+        stack.wait_ready()
+    except BaseException:
+        stop_stack(stack)
+        raise
+    target = Target(
+        realtime_url=f"http://127.0.0.1:{ports['realtime']}",
+        auth_url=f"http://127.0.0.1:{ports['auth']}",
+        boards_url=f"http://127.0.0.1:{ports['boards']}",
+        jwt_secret=stack.env["SUPABASE_JWT_SECRET"],
+        issuer=stack.env["SUPABASE_JWT_ISSUER"],
+    )
+    return stack, target
+
+
+def stop_stack(stack: BenchStack) -> None:
+    try:
+        stack.stop()
+    finally:
+        shutil.rmtree(stack.state, ignore_errors=True)
