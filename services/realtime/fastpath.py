@@ -196,6 +196,12 @@ class FastSocket(AsyncSocket):
             self._ping_handle.cancel()
             self._ping_handle = None
         await super().close(wait=wait, abort=abort, reason=reason)
+        response = getattr(self, "_response", None)
+        if response is not None and not response.closed:
+            # Engine.IO v4 clients ignore a CLOSE packet on a websocket: close the WebSocket itself
+            # (close frame, the client answers) so the receive loop ends now, not at the ping deadline.
+            self._response = None
+            self.server.start_background_task(response.close)
 
     # -------------------------------------------------------------- websocket transport
 
@@ -215,10 +221,12 @@ class FastSocket(AsyncSocket):
             return None
         self.queue = DETACHED_QUEUE
         self._out = transport
+        self._response = response
         try:
             await self._receive_loop(response)
         finally:
             self._out = None
+            self._response = None
             await ws.close()
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
         return None

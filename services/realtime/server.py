@@ -225,8 +225,26 @@ class WebSocketServer:
         """SIGTERM: refuse new sockets, tell the rest to reconnect elsewhere, close them in batches."""
         self.draining = True
         sids = list(self.manager.sessions)
-        if not sids:
-            return
+        log.info("draining", extra={"connections": len(sids)})
+        if sids:
+            await self._disconnect_in_batches(sids)
+        # A namespace disconnect leaves the Engine.IO transport open, and a browser keeps it open.
+        # Close every transport, then wake each one's writer: python-engineio's writer otherwise
+        # sleeps until the next ping deadline (45 s) before closing the websocket, and aiohttp
+        # waits for those handlers.
+        transports = list(self.sio.eio.sockets.values())
+        with contextlib.suppress(Exception):
+            await self.sio.eio.disconnect()
+        for transport in transports:
+            queue = getattr(transport, "queue", None)
+            if queue is not None:
+                with contextlib.suppress(Exception):
+                    queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await self.sio.shutdown()
+        log.info("drained", extra={"transports": len(transports)})
+
+    async def _disconnect_in_batches(self, sids: list[str]) -> None:
         deadline = time.monotonic() + max(0.5, self.config.drain_seconds * 0.8)
         batch = max(50, len(sids) // max(1, int(self.config.drain_seconds * 10)))
         for start in range(0, len(sids), batch):
