@@ -8,6 +8,7 @@ per minute, total connections) are raised for the run; everything else keeps its
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -37,7 +38,9 @@ class BenchStack(DevStack):
     options: StackOptions
 
     def _say(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        # Never let a closed stderr (a parent that went away) interrupt stopping the stack.
+        with contextlib.suppress(OSError, ValueError):
+            print(text, file=sys.stderr, flush=True)
 
     def start_services(self) -> None:
         options = self.options
