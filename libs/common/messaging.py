@@ -35,8 +35,13 @@ NATS_RECONNECT_HOOKS = web.AppKey("nats_reconnect_hooks", list)
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
-async def connect(url: str, name: str, *, connect_timeout: float = 30.0,
-                  reconnect_hooks: list[Callable[[], Awaitable[None]]] | None = None) -> NATS:
+async def connect(
+    url: str,
+    name: str,
+    *,
+    connect_timeout: float = 30.0,
+    reconnect_hooks: list[Callable[[], Awaitable[None]]] | None = None,
+) -> NATS:
     """Connect with reconnects forever: a NATS restart must never take a service down."""
 
     async def on_error(exc: Exception) -> None:

@@ -81,8 +81,9 @@ def boards_ctx(settings: Settings) -> Any:
         hooks = [outbox.publish]
         if settings.fault_exit_after_commit:
             hooks.insert(0, exit_after_commits(settings.fault_exit_after_commit))
-        actions = Actions(pool, tracer, rank_max_length=settings.rank_max_length, after_commit=hooks,
-                          registry=app[METRICS])
+        actions = Actions(
+            pool, tracer, rank_max_length=settings.rank_max_length, after_commit=hooks, registry=app[METRICS]
+        )
         queries = Queries(pool)
         exchanger = ScopeClient(settings.auth_service_url, nats=client, tracer=tracer)
         access = Access(ScopeVerifier(settings.scope_jwks_url), exchanger)

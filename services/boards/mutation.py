@@ -233,11 +233,19 @@ class Mutations:
         self.tracer = tracer
         self.after_commit = after_commit or []
         registry = registry or CollectorRegistry()
-        self.commands = Counter("boards_commands_total", "Commands handled, by outcome (committed, replayed, "
-                                "or the error code)", ["command", "outcome"], registry=registry)
-        self.latency = Histogram("boards_command_seconds", "Command time including the transaction",
-                                 ["command"], registry=registry,
-                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+        self.commands = Counter(
+            "boards_commands_total",
+            "Commands handled, by outcome (committed, replayed, or the error code)",
+            ["command", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "boards_command_seconds",
+            "Command time including the transaction",
+            ["command"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         # Queues vanish when no request holds or awaits them (weak values): no cleanup needed.
         self._board_queues: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
         self._owners: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -279,8 +287,11 @@ class Mutations:
             if applied.events:
                 span.set_attribute("board.id", applied.events[-1].board_id)
                 span.set_attribute("board.seq", applied.events[-1].seq)
-                log.debug("committed %s", command, extra={"board_id": applied.events[-1].board_id,
-                                                          "seq": applied.events[-1].seq})
+                log.debug(
+                    "committed %s",
+                    command,
+                    extra={"board_id": applied.events[-1].board_id, "seq": applied.events[-1].seq},
+                )
         for hook in self.after_commit:
             await hook(applied.events)
         return applied

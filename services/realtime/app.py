@@ -21,8 +21,13 @@ __all__ = ["Settings", "WebSocketConfig", "create_app", "create_test_websocket_a
 
 def create_app(settings: Settings | None = None, *, make_global_tracer: bool = False) -> web.Application:
     settings = settings or load_settings(Settings, service_name="realtime")
-    app = service_app("realtime", settings, description="Socket.IO rooms for live boards.",
-                      make_global_tracer=make_global_tracer, client_max_size=settings.transport_max_bytes)
+    app = service_app(
+        "realtime",
+        settings,
+        description="Socket.IO rooms for live boards.",
+        make_global_tracer=make_global_tracer,
+        client_max_size=settings.transport_max_bytes,
+    )
     # Long-lived Engine.IO requests are not one "request" each: no per-request span or histogram.
     app[UNTRACED_PREFIXES] = ("/socket.io/", "/static/")
     server = WebSocketServer(settings, app[TRACER], app[METRICS])

@@ -21,23 +21,40 @@ from libs.common.subjects import boards_command
 from libs.common.tracing import inject
 
 #: Socket events that are mutations forwarded to boards under the same name.
-MUTATIONS = frozenset({
-    "task_created", "task_moved", "task_updated", "task_deleted", "task_assigned", "task_commented",
-    "board_updated", "column_updated", "column_reordered",
-})
+MUTATIONS = frozenset(
+    {
+        "task_created",
+        "task_moved",
+        "task_updated",
+        "task_deleted",
+        "task_assigned",
+        "task_commented",
+        "board_updated",
+        "column_updated",
+        "column_reordered",
+    }
+)
 
 
 class BoardsClient:
-    def __init__(self, nats_client: Callable[[], NATS | None], tracer: trace.Tracer, timeout: float = 5.0,
-                 http_url: str = "") -> None:
+    def __init__(
+        self, nats_client: Callable[[], NATS | None], tracer: trace.Tracer, timeout: float = 5.0, http_url: str = ""
+    ) -> None:
         self._nats = nats_client
         self.tracer = tracer
         self.timeout = timeout
         self.http_url = http_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
 
-    async def call(self, command: str, token: str, payload: dict[str, Any], *, client_op_id: str | None = None,
-                   correlation_id: str | None = None) -> Any:
+    async def call(
+        self,
+        command: str,
+        token: str,
+        payload: dict[str, Any],
+        *,
+        client_op_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Any:
         """Boards' ``data`` for ``command``, or the ``ApiError`` it answered with."""
         client = self._nats()
         if client is None or not client.is_connected:
@@ -48,8 +65,14 @@ class BoardsClient:
         if correlation_id is not None:
             body["correlation_id"] = correlation_id
         try:
-            reply = await request(client, self.tracer, boards_command(command), orjson.dumps(body),
-                                  timeout=self.timeout, correlation_id=correlation_id)
+            reply = await request(
+                client,
+                self.tracer,
+                boards_command(command),
+                orjson.dumps(body),
+                timeout=self.timeout,
+                correlation_id=correlation_id,
+            )
         except nats.errors.NoRespondersError:
             raise ApiError("unavailable", "boards is not running") from None
         except (nats.errors.TimeoutError, TimeoutError):

@@ -18,13 +18,9 @@ class WebSocketConfig(CommonSettings):
         "max_concurrent_connections", "WEBSOCKET_MAX_CONNECTIONS", default=10000, ge=1
     )
     connection_timeout: float = env("connection_timeout", "WEBSOCKET_CONNECTION_TIMEOUT", default=300, gt=0)
-    rate_limit_connections: int = env(
-        "rate_limit_connections", "WEBSOCKET_RATE_LIMIT_CONNECTIONS", default=100, ge=1
-    )
+    rate_limit_connections: int = env("rate_limit_connections", "WEBSOCKET_RATE_LIMIT_CONNECTIONS", default=100, ge=1)
     rate_limit_messages: int = env("rate_limit_messages", "WEBSOCKET_RATE_LIMIT_MESSAGES", default=1000, ge=1)
-    enforce_authentication: bool = env(
-        "enforce_authentication", "WEBSOCKET_ENFORCE_AUTHENTICATION", default=True
-    )
+    enforce_authentication: bool = env("enforce_authentication", "WEBSOCKET_ENFORCE_AUTHENTICATION", default=True)
     validate_scope: bool = env("validate_scope", "WEBSOCKET_VALIDATE_SCOPE", default=True)
     audit_events: bool = env("audit_events", "WEBSOCKET_AUDIT_EVENTS", default=True)
     max_rooms_per_connection: int = env(

@@ -173,12 +173,15 @@ class FeedRegistry:
         try:
             if token is None:
                 raise ApiError("unavailable", "no member token to read the board with")
-            answer = await self.boards.events(token, feed.board_id, since_seq=feed.last_seq or 0,
-                                              limit=min(1000, target - (feed.last_seq or 0)))
+            answer = await self.boards.events(
+                token, feed.board_id, since_seq=feed.last_seq or 0, limit=min(1000, target - (feed.last_seq or 0))
+            )
             fetched = [e for e in answer.get("events", []) if isinstance(e, dict)]
         except ApiError as exc:
-            log.warning("could not fill a gap; asking the room to resync",
-                        extra={"board_id": feed.board_id, "reason": exc.message})
+            log.warning(
+                "could not fill a gap; asking the room to resync",
+                extra={"board_id": feed.board_id, "reason": exc.message},
+            )
             fetched = []
         progressed = False
         for envelope in fetched:
@@ -196,8 +199,9 @@ class FeedRegistry:
         await self._resync(feed.board_id)
         return False
 
-    async def join(self, feed: BoardFeed, seq: int, enter: Callable[[], Awaitable[None]],
-                   reload: Callable[[], Awaitable[int]]) -> int:
+    async def join(
+        self, feed: BoardFeed, seq: int, enter: Callable[[], Awaitable[None]], reload: Callable[[], Awaitable[int]]
+    ) -> int:
         """Put a socket that has loaded the board up to ``seq`` into the room at exactly that point.
 
         Under the feed's lock: the room is brought up to ``seq`` first (the joiner already has those

@@ -52,8 +52,10 @@ async def health(request: web.Request) -> web.Response:
     client = request.app.get(NATS_CLIENT)
     nats_ok = bool(client and client.is_connected)
     status = "draining" if server.draining else ("healthy" if nats_ok else "degraded")
-    return json_response({"status": status, "active_connections": len(server.manager.sessions),
-                          "nats_connected": nats_ok}, status=200 if status == "healthy" else 503)
+    return json_response(
+        {"status": status, "active_connections": len(server.manager.sessions), "nats_connected": nats_ok},
+        status=200 if status == "healthy" else 503,
+    )
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -70,8 +72,10 @@ async def rooms(request: web.Request) -> web.Response:
     admin = await admin_of(request)
     manager = request.app[WS_SERVER].manager
     visible = set(admin.organizations) if admin.organizations is not None else None
-    listing = [{"room": room, "type": room_kind(room), "members": members}
-               for room, members in sorted(manager.room_counts(visible).items())]
+    listing = [
+        {"room": room, "type": room_kind(room), "members": members}
+        for room, members in sorted(manager.room_counts(visible).items())
+    ]
     return json_response({"rooms": listing, "total_rooms": len(listing)})
 
 
@@ -103,8 +107,12 @@ async def broadcast(request: web.Request) -> web.Response:
         raise ApiError("invalid_payload", "room must be board:<id>, org:<id> or org:<id>:div:<id>")
     if not admin.sees(organization_id):
         raise ApiError("forbidden", "that room belongs to another organization")
-    await server.sio.emit(body.event, {"event_type": body.event, "data": body.data, "room": body.room},
-                          room=body.room, namespace=NAMESPACE)
+    await server.sio.emit(
+        body.event,
+        {"event_type": body.event, "data": body.data, "room": body.room},
+        room=body.room,
+        namespace=NAMESPACE,
+    )
     return json_response({"ok": True, "room": body.room, "event": body.event})
 
 

@@ -36,10 +36,18 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "/workspace"
 #: Events a client may send (anything else is ``invalid_payload``).
-CLIENT_EVENTS = frozenset({
-    "join_board", "leave_board", "list_boards", "user_presence", "user_typing", "user_cursor", "refresh_token",
-    *MUTATIONS,
-})
+CLIENT_EVENTS = frozenset(
+    {
+        "join_board",
+        "leave_board",
+        "list_boards",
+        "user_presence",
+        "user_typing",
+        "user_cursor",
+        "refresh_token",
+        *MUTATIONS,
+    }
+)
 
 
 def _refuse(code: str, message: str) -> SocketRefused:
@@ -112,15 +120,20 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         if event in MUTATIONS:
             handler = self._mutation(event)
         carrier = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
-        with continued(self.ws.tracer, f"socket {event if handler else 'unknown'}", carrier,
-                       correlation_id=self._correlation(carrier)) as span:
+        with continued(
+            self.ws.tracer,
+            f"socket {event if handler else 'unknown'}",
+            carrier,
+            correlation_id=self._correlation(carrier),
+        ) as span:
             span.set_attribute("socket.sid", session.sid)
             try:
                 if handler is None:
                     raise ApiError("invalid_payload", f"unknown event {event[:64]!r}")
                 if payloads.encoded_size(args) > self.ws.config.max_message_bytes:
-                    raise ApiError("payload_too_large",
-                                   f"messages are limited to {self.ws.config.max_message_bytes} bytes")
+                    raise ApiError(
+                        "payload_too_large", f"messages are limited to {self.ws.config.max_message_bytes} bytes"
+                    )
                 data = payloads.payload_object(args)
                 payloads.correlation_id(data)  # a malformed one is refused on every event (CONTRACT §7)
                 result = await handler(session, data)
@@ -162,8 +175,11 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             ws.manager.stats.refused_connections += 1
             code = exc.error_args.get("data", {}).get("code", "unauthorized")
             ws.metrics.refusals.labels(code).inc()
-            ws.publish_security(code, None, {"ip": ip, "reason": exc.error_args["data"].get("reason", code),
-                                             "origin": environ.get("HTTP_ORIGIN")})
+            ws.publish_security(
+                code,
+                None,
+                {"ip": ip, "reason": exc.error_args["data"].get("reason", code), "origin": environ.get("HTTP_ORIGIN")},
+            )
             raise
         ws.manager.add(session)
         await ws.sio.enter_room(sid, user_room(session.user_id or "anonymous", sid), namespace=NAMESPACE)
@@ -216,14 +232,18 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             session.rooms.add(room)
 
     async def _welcome(self, session: Session) -> None:
-        await self.emit("connection_established", {
-            "sid": session.sid,
-            "user_id": session.user_id,
-            "email": session.email,
-            "organizations": [m.to_dict() for m in session.scope.organizations],
-            "expires_at": session.expires_at if session.expires_at != float("inf") else None,
-            "timestamp": utc_now_iso(),
-        }, to=session.sid)
+        await self.emit(
+            "connection_established",
+            {
+                "sid": session.sid,
+                "user_id": session.user_id,
+                "email": session.email,
+                "organizations": [m.to_dict() for m in session.scope.organizations],
+                "expires_at": session.expires_at if session.expires_at != float("inf") else None,
+                "timestamp": utc_now_iso(),
+            },
+            to=session.sid,
+        )
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         await self.ws.forget(sid, str(reason) if reason is not None else None)
@@ -255,13 +275,26 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             board_id = payloads.require_id(data, "board_id")
             op_id = payloads.client_op_id(data)
             token = await self.ws.fresh_scope_token(session)
-            result = await self.ws.boards.call(event, token, payloads.command_payload(data), client_op_id=op_id,
-                                               correlation_id=correlation_id_var.get())
+            result = await self.ws.boards.call(
+                event,
+                token,
+                payloads.command_payload(data),
+                client_op_id=op_id,
+                correlation_id=correlation_id_var.get(),
+            )
             if isinstance(result, dict) and result.get("conflict"):
-                await self.emit("task_conflict", {
-                    "board_id": board_id, "task_id": result.get("task_id"), "conflict": result["conflict"],
-                    "task": result.get("task"), "client_op_id": op_id, "timestamp": utc_now_iso(),
-                }, to=session.sid)
+                await self.emit(
+                    "task_conflict",
+                    {
+                        "board_id": board_id,
+                        "task_id": result.get("task_id"),
+                        "conflict": result["conflict"],
+                        "task": result.get("task"),
+                        "client_op_id": op_id,
+                        "timestamp": utc_now_iso(),
+                    },
+                    to=session.sid,
+                )
             return result
 
         return handle

@@ -22,8 +22,13 @@ SUBJECT_PREFIX = "socketio"
 class NatsPubSubManager(AsyncPubSubManager):
     name = "nats"
 
-    def __init__(self, nats_client: Callable[[], NATS | None], channel: str = "liveboard",
-                 write_only: bool = False, logger: Any = None) -> None:
+    def __init__(
+        self,
+        nats_client: Callable[[], NATS | None],
+        channel: str = "liveboard",
+        write_only: bool = False,
+        logger: Any = None,
+    ) -> None:
         super().__init__(channel=channel, write_only=write_only, logger=logger)
         self._nats = nats_client
         self.subject = f"{SUBJECT_PREFIX}.{channel}"

@@ -48,8 +48,9 @@ class Awareness:
     typing: dict[tuple[str, str, str | None], asyncio.TimerHandle] = field(default_factory=dict)
     cursors: dict[tuple[str, str], _Cursor] = field(default_factory=dict)
 
-    def typing_changed(self, sid: str, board_id: str, task_id: str | None, is_typing: bool,
-                       stopped: dict[str, Any]) -> None:
+    def typing_changed(
+        self, sid: str, board_id: str, task_id: str | None, is_typing: bool, stopped: dict[str, Any]
+    ) -> None:
         """(Re)arm or clear the 5 s expiry; ``stopped`` is what the others see when it expires."""
         key = (sid, board_id, task_id)
         timer = self.typing.pop(key, None)
@@ -112,7 +113,8 @@ class PresenceStore:
             self.kv = await js.key_value(PRESENCE_BUCKET)
         except Exception:
             self.kv = await js.create_key_value(
-                KeyValueConfig(bucket=PRESENCE_BUCKET, ttl=PRESENCE_TTL, history=1, replicas=replicas))
+                KeyValueConfig(bucket=PRESENCE_BUCKET, ttl=PRESENCE_TTL, history=1, replicas=replicas)
+            )
 
     @staticmethod
     def _key(board_id: str, sid: str) -> str:

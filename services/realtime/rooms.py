@@ -149,8 +149,7 @@ class ConnectionManager:
     def snapshot(self, visible_orgs: set[str] | None = None) -> dict[str, Any]:
         """The seed's ``server_stats`` and ``manager_stats``, filtered for an org admin."""
         sessions = [
-            s for s in self.sessions.values()
-            if visible_orgs is None or visible_orgs & set(self.organizations_of(s))
+            s for s in self.sessions.values() if visible_orgs is None or visible_orgs & set(self.organizations_of(s))
         ]
         by_org: Counter[str] = Counter()
         for session in sessions:

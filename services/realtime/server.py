@@ -52,13 +52,34 @@ log = logging.getLogger(__name__)
 
 _ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
 #: Server → client event names an admin broadcast may not impersonate.
-RESERVED_EVENTS = frozenset({
-    "connection_established", "resync_required", "task_conflict", "token_expiring", "session_expired",
-    "board_access_revoked", "server_shutdown", "error", "user_presence", "user_typing", "user_cursor",
-    "task_created", "task_moved", "task_updated", "task_deleted", "task_assigned", "task_commented",
-    "board_created", "board_updated", "board_deleted", "column_created", "column_updated", "column_reordered",
-    "column_rebalanced",
-})
+RESERVED_EVENTS = frozenset(
+    {
+        "connection_established",
+        "resync_required",
+        "task_conflict",
+        "token_expiring",
+        "session_expired",
+        "board_access_revoked",
+        "server_shutdown",
+        "error",
+        "user_presence",
+        "user_typing",
+        "user_cursor",
+        "task_created",
+        "task_moved",
+        "task_updated",
+        "task_deleted",
+        "task_assigned",
+        "task_commented",
+        "board_created",
+        "board_updated",
+        "board_deleted",
+        "column_created",
+        "column_updated",
+        "column_reordered",
+        "column_rebalanced",
+    }
+)
 
 
 class LiveboardAsyncServer(socketio.AsyncServer):
@@ -84,8 +105,9 @@ class LiveboardAsyncServer(socketio.AsyncServer):
         """One encoding for the local members of ``room`` (fast path); False: the caller must ``emit``."""
         return self.fast_path and fastpath.broadcast(self, event, data, room, namespace, skip_sid)
 
-    async def _handle_event_internal(self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str,
-                                     id: Any) -> None:
+    async def _handle_event_internal(
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
+    ) -> None:
         token = _ACK_REQUESTED.set(id is not None)
         try:
             await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
@@ -122,17 +144,25 @@ class SocketMetrics:
         feeds = Gauge("liveboard_board_feeds", "Boards this replica is subscribed to", registry=registry)
         feeds.set_function(lambda: len(server.feeds.feeds))
         return cls(
-            events_in=Counter("liveboard_socket_events_in_total", "Client events received", ["event"],
-                              registry=registry),
-            events_out=Counter("liveboard_socket_events_out_total", "Board events delivered to rooms",
-                               ["event"], registry=registry),
-            errors=Counter("liveboard_socket_errors_total", "Client events answered with an error", ["code"],
-                           registry=registry),
-            refusals=Counter("liveboard_socket_refused_connections_total", "Refused handshakes", ["code"],
-                             registry=registry),
-            latency=Histogram("liveboard_socket_handler_seconds", "Socket event handling time", ["event"],
-                              registry=registry,
-                              buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5)),
+            events_in=Counter(
+                "liveboard_socket_events_in_total", "Client events received", ["event"], registry=registry
+            ),
+            events_out=Counter(
+                "liveboard_socket_events_out_total", "Board events delivered to rooms", ["event"], registry=registry
+            ),
+            errors=Counter(
+                "liveboard_socket_errors_total", "Client events answered with an error", ["code"], registry=registry
+            ),
+            refusals=Counter(
+                "liveboard_socket_refused_connections_total", "Refused handshakes", ["code"], registry=registry
+            ),
+            latency=Histogram(
+                "liveboard_socket_handler_seconds",
+                "Socket event handling time",
+                ["event"],
+                registry=registry,
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            ),
         )
 
 
@@ -161,10 +191,17 @@ class WebSocketServer:
             engineio_logger=False,
         )
         self.sio.register_namespace(WorkspaceNamespace(self))
-        self.boards = BoardsClient(lambda: self.nats, tracer, timeout=config.boards_timeout,
-                                   http_url=config.boards_service_url)
-        self.feeds = FeedRegistry(lambda: self.nats, self.boards, tracer, deliver=self._deliver,
-                                  resync=self._resync, reader_token=self._reader_token)
+        self.boards = BoardsClient(
+            lambda: self.nats, tracer, timeout=config.boards_timeout, http_url=config.boards_service_url
+        )
+        self.feeds = FeedRegistry(
+            lambda: self.nats,
+            self.boards,
+            tracer,
+            deliver=self._deliver,
+            resync=self._resync,
+            reader_token=self._reader_token,
+        )
         self.awareness = Awareness(self._send_ephemeral)
         self.presence = PresenceStore()
         self.connect_limiter = ConnectionRateLimiter(config.rate_limit_connections)
@@ -248,10 +285,15 @@ class WebSocketServer:
         deadline = time.monotonic() + max(0.5, self.config.drain_seconds * 0.8)
         batch = max(50, len(sids) // max(1, int(self.config.drain_seconds * 10)))
         for start in range(0, len(sids), batch):
-            for sid in sids[start:start + batch]:
+            for sid in sids[start : start + batch]:
                 with contextlib.suppress(Exception):
-                    await self.sio.emit("server_shutdown", {"reconnect_after_ms": random.randint(250, 3000)},
-                                        to=sid, namespace=NAMESPACE, ignore_queue=True)
+                    await self.sio.emit(
+                        "server_shutdown",
+                        {"reconnect_after_ms": random.randint(250, 3000)},
+                        to=sid,
+                        namespace=NAMESPACE,
+                        ignore_queue=True,
+                    )
                     await self.sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
             if time.monotonic() > deadline:
                 continue
@@ -271,8 +313,7 @@ class WebSocketServer:
         now = time.monotonic()
         idle = [s.sid for s in self.manager.sessions.values() if now - s.last_seen > self.config.connection_timeout]
         for sid in idle:
-            await self.sio.emit("session_expired", {"reason": "idle"}, to=sid, namespace=NAMESPACE,
-                                ignore_queue=True)
+            await self.sio.emit("session_expired", {"reason": "idle"}, to=sid, namespace=NAMESPACE, ignore_queue=True)
             await self.sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
         self.connect_limiter.sweep()
 
@@ -327,14 +368,16 @@ class WebSocketServer:
         asyncio.get_running_loop().create_task(func(*args))
 
     async def _token_expiring(self, session: Session) -> None:
-        await self.sio.emit("token_expiring", {"expires_at": session.expires_at}, to=session.sid,
-                            namespace=NAMESPACE, ignore_queue=True)
+        await self.sio.emit(
+            "token_expiring", {"expires_at": session.expires_at}, to=session.sid, namespace=NAMESPACE, ignore_queue=True
+        )
 
     async def _session_expired(self, session: Session) -> None:
         if self.manager.sessions.get(session.sid) is not session or session.expires_at > time.time() + 1:
             return
-        await self.sio.emit("session_expired", {"reason": "token_expired"}, to=session.sid, namespace=NAMESPACE,
-                            ignore_queue=True)
+        await self.sio.emit(
+            "session_expired", {"reason": "token_expired"}, to=session.sid, namespace=NAMESPACE, ignore_queue=True
+        )
         await self.sio.disconnect(session.sid, namespace=NAMESPACE, ignore_queue=True)
 
     async def fresh_scope_token(self, session: Session) -> str:
@@ -376,13 +419,19 @@ class WebSocketServer:
                     if exc.code not in ("forbidden", "not_found"):
                         continue
                     await self._leave(session, board_id, notify=True)
-                    await self.sio.emit("board_access_revoked", {"board_id": board_id}, to=session.sid,
-                                        namespace=NAMESPACE, ignore_queue=True)
+                    await self.sio.emit(
+                        "board_access_revoked",
+                        {"board_id": board_id},
+                        to=session.sid,
+                        namespace=NAMESPACE,
+                        ignore_queue=True,
+                    )
 
     # ------------------------------------------------------------------ boards
 
-    async def join_board(self, session: Session, board_id: str, organization_id: str, division_id: str | None,
-                         since_seq: int | None) -> dict[str, Any]:
+    async def join_board(
+        self, session: Session, board_id: str, organization_id: str, division_id: str | None, since_seq: int | None
+    ) -> dict[str, Any]:
         config = self.config
         if board_id in session.boards:
             await self._leave(session, board_id, notify=False)  # a re-join (e.g. after resync_required)
@@ -430,8 +479,9 @@ class WebSocketServer:
         entry = {"user_id": session.user_id, "email": session.email, "status": "online"}
         await self.presence.set(board_id, session.sid, entry)
         await self._send_ephemeral(board_id, "user_presence", entry, session.sid)
-        self.publish_connection("joined", session, {"board_id": board_id,
-                                                    "organization_id": access.get("organization_id")})
+        self.publish_connection(
+            "joined", session, {"board_id": board_id, "organization_id": access.get("organization_id")}
+        )
         answer = {
             "board_id": board_id,
             "organization_id": access.get("organization_id"),
@@ -454,13 +504,25 @@ class WebSocketServer:
         await self.sio.leave_room(session.sid, board_room(board_id), namespace=NAMESPACE)
         last = self.manager.leave_board(session, board_id)
         for typing_board, task_id in self.awareness.forget(session.sid, board_id):
-            await self._send_ephemeral(typing_board, "user_typing", {
-                "user_id": session.user_id, "email": session.email, "task_id": task_id, "is_typing": False,
-            }, session.sid)
+            await self._send_ephemeral(
+                typing_board,
+                "user_typing",
+                {
+                    "user_id": session.user_id,
+                    "email": session.email,
+                    "task_id": task_id,
+                    "is_typing": False,
+                },
+                session.sid,
+            )
         await self.presence.remove(board_id, session.sid)
         if notify:
-            await self._send_ephemeral(board_id, "user_presence", {
-                "user_id": session.user_id, "email": session.email, "status": "offline"}, session.sid)
+            await self._send_ephemeral(
+                board_id,
+                "user_presence",
+                {"user_id": session.user_id, "email": session.email, "status": "offline"},
+                session.sid,
+            )
             self.publish_connection("left", session, {"board_id": board_id, "organization_id": organization_id})
         if last:
             await self.feeds.release(board_id, 0)
@@ -488,15 +550,21 @@ class WebSocketServer:
                     asyncio.get_running_loop().create_task(self._leave(session, board_id, notify=False))
 
     async def _resync(self, board_id: str) -> None:
-        await self.sio.emit("resync_required", {"board_id": board_id}, room=board_room(board_id),
-                            namespace=NAMESPACE, ignore_queue=True)
+        await self.sio.emit(
+            "resync_required", {"board_id": board_id}, room=board_room(board_id), namespace=NAMESPACE, ignore_queue=True
+        )
 
     # ------------------------------------------------------------------ ephemeral
 
     async def _send_ephemeral(self, board_id: str, event: str, data: dict[str, Any], skip_sid: str) -> None:
         """To the other members of the board on every replica; never persisted, no ``seq``."""
-        envelope = {"event_type": event, "data": data, "user_id": data.get("user_id"), "timestamp": utc_now_iso(),
-                    "board_id": board_id}
+        envelope = {
+            "event_type": event,
+            "data": data,
+            "user_id": data.get("user_id"),
+            "timestamp": utc_now_iso(),
+            "board_id": board_id,
+        }
         if event == "user_presence":  # CONTRACT §4 lists these at the top level as well
             envelope.update({"email": data.get("email"), "status": data.get("status")})
         await self.sio.emit(event, envelope, room=board_room(board_id), skip_sid=skip_sid, namespace=NAMESPACE)
@@ -521,9 +589,12 @@ class WebSocketServer:
         if not self.config.audit_events:
             return
         body = {"sid": session.sid, "ip": session.ip, **data}
-        self._queue_audit(connection_event(event), Envelope(
-            event_type=f"connection.{event}", data=body, user_id=session.user_id,
-            board_id=data.get("board_id")))
+        self._queue_audit(
+            connection_event(event),
+            Envelope(
+                event_type=f"connection.{event}", data=body, user_id=session.user_id, board_id=data.get("board_id")
+            ),
+        )
 
     def publish_security(self, reason: str, session: Session | None, data: dict[str, Any]) -> None:
         if not self.config.audit_events:
@@ -531,8 +602,10 @@ class WebSocketServer:
         body = {"source": "realtime", "reason": reason, **data}
         if session is not None:
             body.setdefault("ip", session.ip)
-        self._queue_audit(security_event("realtime", reason), Envelope(
-            event_type=f"security.{reason}", data=body, user_id=session.user_id if session else None))
+        self._queue_audit(
+            security_event("realtime", reason),
+            Envelope(event_type=f"security.{reason}", data=body, user_id=session.user_id if session else None),
+        )
 
     def _queue_audit(self, subject: str, envelope: Envelope) -> None:
         try:

@@ -51,18 +51,26 @@ async def test_one_move_is_one_trace_across_every_service(service_process, token
     org = "org-" + uuid.uuid4().hex[:8]
     async with aiohttp.ClientSession() as http:
         admin = {"Authorization": f"Bearer {tokens.service_role()}"}
-        for url, body in [(f"{auth.url}/v1/organizations", {"id": org, "name": org}),
-                          (f"{auth.url}/v1/organizations/{org}/members/{alice_id}", {"role": "owner"})]:
+        for url, body in [
+            (f"{auth.url}/v1/organizations", {"id": org, "name": org}),
+            (f"{auth.url}/v1/organizations/{org}/members/{alice_id}", {"role": "owner"}),
+        ]:
             method = http.put if "/members/" in url else http.post
             async with method(url, json=body, headers=admin) as response:
                 assert response.status in (200, 201), await response.text()
-        async with http.post(f"{boards.url}/v1/boards", headers={"Authorization": f"Bearer {alice}"},
-                             json={"organization_id": org, "name": "Traced", "columns": ["A", "B"]}) as response:
+        async with http.post(
+            f"{boards.url}/v1/boards",
+            headers={"Authorization": f"Bearer {alice}"},
+            json={"organization_id": org, "name": "Traced", "columns": ["A", "B"]},
+        ) as response:
             assert response.status == 201, await response.text()
             snapshot = await response.json()
         board_id = snapshot["board"]["id"]
-        async with http.post(f"{boards.url}/v1/boards/{board_id}/cards", headers={"Authorization": f"Bearer {alice}"},
-                             json={"column_id": snapshot["columns"][0]["id"], "title": "follow me"}) as response:
+        async with http.post(
+            f"{boards.url}/v1/boards/{board_id}/cards",
+            headers={"Authorization": f"Bearer {alice}"},
+            json={"column_id": snapshot["columns"][0]["id"], "title": "follow me"},
+        ) as response:
             card = (await response.json())["task"]
 
     client = socketio.AsyncClient(reconnection=False)
@@ -73,10 +81,19 @@ async def test_one_move_is_one_trace_across_every_service(service_process, token
         assert (await client.call("join_board", {"board_id": board_id, "organization_id": org}, namespace=NS))["ok"]
         trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
         correlation_id = "corr-trace-" + uuid.uuid4().hex[:8]
-        ack = await client.call("task_moved", {
-            "board_id": board_id, "task_id": card["id"], "from_column_id": card["column_id"],
-            "to_column_id": snapshot["columns"][1]["id"], "position": 0, "correlation_id": correlation_id,
-            "traceparent": f"00-{trace_id}-{client_span}-01"}, namespace=NS)
+        ack = await client.call(
+            "task_moved",
+            {
+                "board_id": board_id,
+                "task_id": card["id"],
+                "from_column_id": card["column_id"],
+                "to_column_id": snapshot["columns"][1]["id"],
+                "position": 0,
+                "correlation_id": correlation_id,
+                "traceparent": f"00-{trace_id}-{client_span}-01",
+            },
+            namespace=NS,
+        )
         assert ack["ok"], ack
         await eventually(lambda: asyncio.sleep(0, result=moved), timeout=5)
     finally:
@@ -85,9 +102,12 @@ async def test_one_move_is_one_trace_across_every_service(service_process, token
 
     conn = await asyncpg.connect(database_url)
     try:
-        row = await eventually(lambda: conn.fetchrow(
-            "SELECT trace_id, correlation_id FROM audit.kanban_activity_log WHERE event_id = $1",
-            ack["data"]["event_id"]))
+        row = await eventually(
+            lambda: conn.fetchrow(
+                "SELECT trace_id, correlation_id FROM audit.kanban_activity_log WHERE event_id = $1",
+                ack["data"]["event_id"],
+            )
+        )
     finally:
         await conn.close()
     assert row is not None, "the move never reached the audit log"
@@ -98,8 +118,7 @@ async def test_one_move_is_one_trace_across_every_service(service_process, token
 
     async def complete() -> bool:
         names = {(s["service"], s["kind"]) for s in trace_spans()}
-        return {("realtime", "SERVER"), ("boards", "SERVER"), ("audit", "CONSUMER"),
-                ("realtime", "CONSUMER")} <= names
+        return {("realtime", "SERVER"), ("boards", "SERVER"), ("audit", "CONSUMER"), ("realtime", "CONSUMER")} <= names
 
     await eventually(complete, timeout=10)
     spans = trace_spans()

@@ -53,37 +53,68 @@ class Stack:
         admin = self.tokens.service_role()
         status, body = await self.call("POST", f"{self.auth_url}/v1/organizations", admin, {"id": org, "name": org})
         assert status in (200, 201), body
-        status, body = await self.call("POST", f"{self.auth_url}/v1/organizations/{org}/divisions", admin,
-                                       {"id": "div", "name": "Division"})
+        status, body = await self.call(
+            "POST", f"{self.auth_url}/v1/organizations/{org}/divisions", admin, {"id": "div", "name": "Division"}
+        )
         assert status in (200, 201), body
         for user, role in members.values():
-            status, body = await self.call("PUT", f"{self.auth_url}/v1/organizations/{org}/members/{user.id}",
-                                           admin, {"role": role, "email": user.email})
+            status, body = await self.call(
+                "PUT",
+                f"{self.auth_url}/v1/organizations/{org}/members/{user.id}",
+                admin,
+                {"role": role, "email": user.email},
+            )
             assert status in (200, 201), body
         return org
 
-    async def board(self, org: str, owner: User, columns: tuple[str, ...] = ("To do", "Doing", "Done"),
-                    cards: int = 3, division: str | None = "div") -> dict[str, Any]:
+    async def board(
+        self,
+        org: str,
+        owner: User,
+        columns: tuple[str, ...] = ("To do", "Doing", "Done"),
+        cards: int = 3,
+        division: str | None = "div",
+    ) -> dict[str, Any]:
         board_id = "b-" + uuid.uuid4().hex[:10]
-        status, snapshot = await self.call("POST", f"{self.boards_url}/v1/boards", owner.token, {
-            "id": board_id, "organization_id": org, "division_id": division, "name": board_id,
-            "columns": list(columns)})
+        status, snapshot = await self.call(
+            "POST",
+            f"{self.boards_url}/v1/boards",
+            owner.token,
+            {
+                "id": board_id,
+                "organization_id": org,
+                "division_id": division,
+                "name": board_id,
+                "columns": list(columns),
+            },
+        )
         assert status in (200, 201), snapshot
         for index in range(cards):
-            status, body = await self.call("POST", f"{self.boards_url}/v1/boards/{board_id}/cards", owner.token,
-                                           {"column_id": snapshot["columns"][0]["id"], "title": f"card {index}"})
+            status, body = await self.call(
+                "POST",
+                f"{self.boards_url}/v1/boards/{board_id}/cards",
+                owner.token,
+                {"column_id": snapshot["columns"][0]["id"], "title": f"card {index}"},
+            )
             assert status in (200, 201), body
         status, snapshot = await self.call("GET", f"{self.boards_url}/v1/boards/{board_id}", owner.token)
         assert status == 200, snapshot
         return snapshot
 
-    async def client(self, user: User | None, *, transports: list[str] | None = None,
-                     headers: dict[str, str] | None = None, connect: bool = True) -> Client:
+    async def client(
+        self,
+        user: User | None,
+        *,
+        transports: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+        connect: bool = True,
+    ) -> Client:
         client = Client(socketio.AsyncClient(reconnection=False))
         self.clients.append(client.sio)
         if connect:
-            await client.connect(self.realtime_url, user.token if user else None, transports=transports,
-                                 headers=headers)
+            await client.connect(
+                self.realtime_url, user.token if user else None, transports=transports, headers=headers
+            )
         return client
 
 
@@ -104,10 +135,17 @@ class Client:
             # python-socketio hands over the CONNECT_ERROR packet {message, data: {code, message}}
             self.connect_error = data.get("data", data) if isinstance(data, dict) else data
 
-    async def connect(self, url: str, token: str | None, *, transports: list[str] | None = None,
-                      headers: dict[str, str] | None = None) -> None:
-        await self.sio.connect(url, namespaces=[NS], auth={"token": token} if token else None,
-                               transports=transports or ["websocket"], headers=headers or {}, wait_timeout=10)
+    async def connect(
+        self, url: str, token: str | None, *, transports: list[str] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        await self.sio.connect(
+            url,
+            namespaces=[NS],
+            auth={"token": token} if token else None,
+            transports=transports or ["websocket"],
+            headers=headers or {},
+            wait_timeout=10,
+        )
 
     async def call(self, event: str, data: Any, timeout: float = 10) -> Any:
         return await self.sio.call(event, data, namespace=NS, timeout=timeout)
@@ -115,8 +153,9 @@ class Client:
     async def emit(self, event: str, data: Any) -> None:
         await self.sio.emit(event, data, namespace=NS)
 
-    async def wait_for(self, event: str, count: int = 1, timeout: float = 5.0,
-                       where: Callable[[Any], bool] | None = None) -> list[Any]:
+    async def wait_for(
+        self, event: str, count: int = 1, timeout: float = 5.0, where: Callable[[Any], bool] | None = None
+    ) -> list[Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             items = [i for i in self.received[event] if where is None or where(i)]
@@ -138,11 +177,13 @@ async def make_stack(aiohttp_server, make_app) -> AsyncIterator[Callable[..., Aw
         auth_url = str(auth.make_url("")).rstrip("/")
         boards = await aiohttp_server(make_app("boards", auth_service_url=auth_url, **common))
         boards_url = str(boards.make_url("")).rstrip("/")
-        app = make_app("realtime", auth_service_url=auth_url, boards_service_url=boards_url, **common,
-                       **realtime_overrides)
+        app = make_app(
+            "realtime", auth_service_url=auth_url, boards_service_url=boards_url, **common, **realtime_overrides
+        )
         realtime = await aiohttp_server(app)
-        stack = Stack(auth_url, boards_url, str(realtime.make_url("")).rstrip("/"), Tokens(), app,
-                      aiohttp.ClientSession())
+        stack = Stack(
+            auth_url, boards_url, str(realtime.make_url("")).rstrip("/"), Tokens(), app, aiohttp.ClientSession()
+        )
         stacks.append(stack)
         return stack
 

@@ -21,14 +21,19 @@ async def test_events_committed_while_nats_was_down_reach_the_room_in_order(priv
     private_nats.stop()
     await asyncio.sleep(0.5)
     for index in range(3):  # boards commits to Postgres; its relay publishes once NATS is back
-        status, body = await stack.call("POST", f"{stack.boards_url}/v1/boards/{board_id}/cards", alice.token,
-                                        {"column_id": column, "title": f"while down {index}"})
+        status, body = await stack.call(
+            "POST",
+            f"{stack.boards_url}/v1/boards/{board_id}/cards",
+            alice.token,
+            {"column_id": column, "title": f"while down {index}"},
+        )
         assert status == 201, body
     private_nats.start()
     created = await watcher.wait_for("task_created", count=3, timeout=30)
     assert [e["seq"] for e in created] == [board["seq"] + 1, board["seq"] + 2, board["seq"] + 3]
-    status, body = await stack.call("POST", f"{stack.boards_url}/v1/boards/{board_id}/cards", alice.token,
-                                    {"column_id": column, "title": "after"})
+    status, body = await stack.call(
+        "POST", f"{stack.boards_url}/v1/boards/{board_id}/cards", alice.token, {"column_id": column, "title": "after"}
+    )
     assert status == 201
     after = await watcher.wait_for("task_created", count=4, timeout=10)
     assert [e["seq"] for e in after] == list(range(board["seq"] + 1, board["seq"] + 5))  # gapless, no repeats
@@ -50,12 +55,14 @@ async def test_a_dropped_message_is_filled_from_boards(stack):
     assert first["ok"]
     await asyncio.sleep(0.3)
     assert "task_created" not in client.received
+
     # Hear again, then a later event arrives: the hole before it is filled from boards, in order.
     async def on_message(msg):
         await feeds._on_message(feed, msg)
 
-    feed.subscription = await stack.realtime_app[WS_SERVER].nats.subscribe(f"kanban.events.*.{board_id}.>",
-                                                                          cb=on_message)
+    feed.subscription = await stack.realtime_app[WS_SERVER].nats.subscribe(
+        f"kanban.events.*.{board_id}.>", cb=on_message
+    )
     second = await client.call("task_created", {"board_id": board_id, "column_id": column, "title": "heard"})
     events = await client.wait_for("task_created", count=2)
     assert [e["seq"] for e in events] == [first["data"]["seq"], second["data"]["seq"]]

@@ -22,9 +22,12 @@ pytestmark = pytest.mark.skipif(
 
 async def run_node(config: dict) -> list[dict]:
     proc = await asyncio.create_subprocess_exec(
-        "node", str(SCRIPT), env={**os.environ, "LIVEBOARD_CLIENT": json.dumps(config),
-                                  "NODE_PATH": str(NODE_MODULES)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "node",
+        str(SCRIPT),
+        env={**os.environ, "LIVEBOARD_CLIENT": json.dumps(config), "NODE_PATH": str(NODE_MODULES)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
@@ -40,10 +43,17 @@ async def test_seed_snippet_moves_a_card_and_every_member_sees_it(stack, transpo
     assert (await b.call("join_board", {"board_id": board_id, "organization_id": org}))["ok"]
     card = board["cards"][1]
     config = {
-        "url": stack.realtime_url, "token": alice.token, "transports": transports, "timeout_ms": 2500,
+        "url": stack.realtime_url,
+        "token": alice.token,
+        "transports": transports,
+        "timeout_ms": 2500,
         "board": {"board_id": board_id, "organization_id": org, "division_id": "div"},
-        "move": {"task_id": card["id"], "from_column_id": card["column_id"],
-                 "to_column_id": board["columns"][2]["id"], "position": 0},
+        "move": {
+            "task_id": card["id"],
+            "from_column_id": card["column_id"],
+            "to_column_id": board["columns"][2]["id"],
+            "position": 0,
+        },
     }
     lines = await run_node(config)
     events = [line["event"] for line in lines]

@@ -65,8 +65,7 @@ async def test_rooms_per_connection_give_too_many_rooms(make_stack):
     (alice,), org, first = await setup_board(stack, "owner")
     boards = [first, await stack.board(org, alice, cards=0), await stack.board(org, alice, cards=0)]
     client = await stack.client(alice)
-    answers = [await client.call("join_board", {"board_id": b["board"]["id"], "organization_id": org})
-               for b in boards]
+    answers = [await client.call("join_board", {"board_id": b["board"]["id"], "organization_id": org}) for b in boards]
     assert [a["ok"] for a in answers] == [True, True, False]
     assert answers[2]["error"]["code"] == "too_many_rooms"
     assert (await client.call("leave_board", {"board_id": boards[0]["board"]["id"]}))["ok"]
@@ -90,11 +89,11 @@ async def test_message_size_gives_payload_too_large(make_stack):
     (alice,), org, board = await setup_board(stack, "owner")
     client = await stack.client(alice)
     column = board["columns"][0]["id"]
-    big = await client.call("task_created", {"board_id": board["board"]["id"], "column_id": column,
-                                             "title": "x" * 2000})
+    big = await client.call(
+        "task_created", {"board_id": board["board"]["id"], "column_id": column, "title": "x" * 2000}
+    )
     assert big["error"]["code"] == "payload_too_large"
-    small = await client.call("task_created", {"board_id": board["board"]["id"], "column_id": column,
-                                               "title": "fits"})
+    small = await client.call("task_created", {"board_id": board["board"]["id"], "column_id": column, "title": "fits"})
     assert small["ok"], small
 
 

@@ -36,13 +36,25 @@ async def test_stats_shape_and_scoping(populated):
     assert status == 200
     assert set(everything) == {"server_stats", "manager_stats", "status"}
     server = everything["server_stats"]
-    assert {"total_connections", "active_connections", "total_rooms", "total_events", "total_errors",
-            "connections_by_org"} <= set(server)
+    assert {
+        "total_connections",
+        "active_connections",
+        "total_rooms",
+        "total_events",
+        "total_errors",
+        "connections_by_org",
+    } <= set(server)
     assert server["active_connections"] == 3
     assert server["connections_by_org"] == {org: 2, other: 1}
     manager = everything["manager_stats"]
-    assert {"total_connections", "active_connections", "total_rooms", "board_rooms", "org_rooms",
-            "division_rooms"} <= set(manager)
+    assert {
+        "total_connections",
+        "active_connections",
+        "total_rooms",
+        "board_rooms",
+        "org_rooms",
+        "division_rooms",
+    } <= set(manager)
     assert manager["board_rooms"] == 2 and manager["org_rooms"] == 2
 
     status, mine = await stack.call("GET", url, admin.token)  # an org admin sees their organization only
@@ -64,16 +76,20 @@ async def test_rooms_are_scoped_to_the_admins_organizations(populated):
     assert f"board:{board['board']['id']}" not in rooms and f"org:{org}" not in rooms
     status, body = await stack.call("GET", url, stack.tokens.service_role())
     rooms = {r["room"]: r for r in body["rooms"]}
-    assert rooms[f"board:{board['board']['id']}"] == {"room": f"board:{board['board']['id']}", "type": "board",
-                                                      "members": 2}
+    assert rooms[f"board:{board['board']['id']}"] == {
+        "room": f"board:{board['board']['id']}",
+        "type": "board",
+        "members": 2,
+    }
 
 
 async def test_broadcast_reaches_only_the_room_and_only_for_its_admins(populated):
     stack, org, other, board, eve_board, (alice, bob, admin, eve), (a, b, e) = populated
     url = f"{stack.realtime_url}/api/v1/websocket/broadcast"
     room = f"board:{board['board']['id']}"
-    status, body = await stack.call("POST", url, admin.token, {"room": room, "event": "announcement",
-                                                               "data": {"text": "deploy at 5"}})
+    status, body = await stack.call(
+        "POST", url, admin.token, {"room": room, "event": "announcement", "data": {"text": "deploy at 5"}}
+    )
     assert status == 200, body
     for member in (a, b):
         (message,) = await member.wait_for("announcement")
@@ -99,11 +115,24 @@ async def test_every_service_exposes_the_named_metric_families(populated):
     assert not (await a.call("task_created", {"board_id": board["board"]["id"]}))["ok"]
     await a.wait_for("task_created")
     expected = {
-        stack.realtime_url: {"liveboard_socket_connections", "liveboard_socket_rooms", "liveboard_socket_events_in",
-                             "liveboard_socket_events_out", "liveboard_socket_errors",
-                             "liveboard_socket_handler_seconds", "liveboard_dependency_up", "http_requests"},
-        stack.boards_url: {"boards_commands", "boards_command_seconds", "boards_events_published",
-                           "liveboard_dependency_up", "http_requests", "http_request_duration_seconds"},
+        stack.realtime_url: {
+            "liveboard_socket_connections",
+            "liveboard_socket_rooms",
+            "liveboard_socket_events_in",
+            "liveboard_socket_events_out",
+            "liveboard_socket_errors",
+            "liveboard_socket_handler_seconds",
+            "liveboard_dependency_up",
+            "http_requests",
+        },
+        stack.boards_url: {
+            "boards_commands",
+            "boards_command_seconds",
+            "boards_events_published",
+            "liveboard_dependency_up",
+            "http_requests",
+            "http_request_duration_seconds",
+        },
         stack.auth_url: {"auth_refusals", "liveboard_dependency_up", "http_requests"},
     }
     for base, families in expected.items():
@@ -113,8 +142,10 @@ async def test_every_service_exposes_the_named_metric_families(populated):
         assert families <= set(parsed), (base, families - set(parsed))
     server = stack.realtime_app[WS_SERVER]
     assert server.metrics.events_in.labels("task_created")._value.get() == 2
-    rooms = {s.labels["type"]: s.value for s in parsed_metric(await metrics_text(stack, stack.realtime_url),
-                                                                 "liveboard_socket_rooms")}
+    rooms = {
+        s.labels["type"]: s.value
+        for s in parsed_metric(await metrics_text(stack, stack.realtime_url), "liveboard_socket_rooms")
+    }
     assert rooms["board"] == 2 and rooms["user"] == 3
 
 

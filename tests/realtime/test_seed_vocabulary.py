@@ -20,8 +20,9 @@ from services.realtime.server import WebSocketServer
 
 
 def test_websocket_config_takes_the_seed_field_names():
-    config = WebSocketConfig(max_concurrent_connections=5000, enforce_authentication=True, validate_scope=True,
-                             audit_events=True)
+    config = WebSocketConfig(
+        max_concurrent_connections=5000, enforce_authentication=True, validate_scope=True, audit_events=True
+    )
     assert config.max_concurrent_connections == 5000
     assert config.rate_limit_messages == 1000 and config.max_connections_per_room == 1000
 
@@ -48,9 +49,24 @@ def test_workers_share_one_port_and_stop_together(base_env, tmp_path):
     port = free_port()
     log = open(tmp_path / "workers.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "liveboard", "serve", "realtime", "--port", str(port), "--workers", "2",
-         "--log-level", "info"],
-        env={**os.environ, **base_env}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "liveboard",
+            "serve",
+            "realtime",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "info",
+        ],
+        env={**os.environ, **base_env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, timeout=30, proc=proc)
         for _ in range(100):
@@ -65,8 +81,7 @@ def test_workers_share_one_port_and_stop_together(base_env, tmp_path):
         pids = {child.pid for child in children}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                       for pid in pids)
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -80,10 +95,24 @@ def test_reload_restarts_the_worker_when_a_source_changes(base_env, tmp_path):
     log_path = tmp_path / "reload.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "liveboard", "serve", "realtime", "--port", str(port), "--reload",
-             "--log-level", "debug"],
-            env={**os.environ, **base_env}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "liveboard",
+                "serve",
+                "realtime",
+                "--port",
+                str(port),
+                "--reload",
+                "--log-level",
+                "debug",
+            ],
+            env={**os.environ, **base_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         wait_for_port(port, timeout=30, proc=proc)
         first = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}

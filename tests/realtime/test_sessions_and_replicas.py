@@ -53,8 +53,9 @@ async def test_removed_member_is_evicted_from_the_board_within_a_second(stack):
     a, b = await stack.client(alice), await stack.client(bob)
     for client in (a, b):
         assert (await client.call("join_board", {"board_id": board_id, "organization_id": org}))["ok"]
-    status, body = await stack.call("DELETE", f"{stack.auth_url}/v1/organizations/{org}/members/{bob.id}",
-                                    stack.tokens.service_role())
+    status, body = await stack.call(
+        "DELETE", f"{stack.auth_url}/v1/organizations/{org}/members/{bob.id}", stack.tokens.service_role()
+    )
     assert status in (200, 204), body
     (revoked,) = await b.wait_for("board_access_revoked", timeout=1.5)
     assert revoked == {"board_id": board_id}
@@ -85,10 +86,14 @@ async def test_connections_joins_and_refusals_are_published_for_audit(stack, nat
         except Exception:
             pass
         await asyncio.sleep(1.0)
-        sub = await js.pull_subscribe("connections.>", durable=None, stream=SECURITY_STREAM,
-                                      config=nats.js.api.ConsumerConfig(
-                                          deliver_policy=nats.js.api.DeliverPolicy.BY_START_SEQUENCE,
-                                          opt_start_seq=before + 1))
+        sub = await js.pull_subscribe(
+            "connections.>",
+            durable=None,
+            stream=SECURITY_STREAM,
+            config=nats.js.api.ConsumerConfig(
+                deliver_policy=nats.js.api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=before + 1
+            ),
+        )
         seen = []
         try:
             while True:
@@ -98,13 +103,21 @@ async def test_connections_joins_and_refusals_are_published_for_audit(stack, nat
         except nats.errors.TimeoutError:
             pass
         mine = [(s, e) for s, e in seen if e.get("user_id") == alice.id]
-        assert [s for s, _ in mine] == ["connections.opened", "connections.joined", "connections.left",
-                                        "connections.closed"]
+        assert [s for s, _ in mine] == [
+            "connections.opened",
+            "connections.joined",
+            "connections.left",
+            "connections.closed",
+        ]
         assert all("token" not in orjson.dumps(e).decode().lower().replace("_token", "") for _, e in mine)
-        security = await js.pull_subscribe("security.realtime.>", durable=None, stream=SECURITY_STREAM,
-                                           config=nats.js.api.ConsumerConfig(
-                                               deliver_policy=nats.js.api.DeliverPolicy.BY_START_SEQUENCE,
-                                               opt_start_seq=before + 1))
+        security = await js.pull_subscribe(
+            "security.realtime.>",
+            durable=None,
+            stream=SECURITY_STREAM,
+            config=nats.js.api.ConsumerConfig(
+                deliver_policy=nats.js.api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=before + 1
+            ),
+        )
         refusals = [orjson.loads(m.data) for m in await security.fetch(10, timeout=2)]
         assert any(r["data"]["reason"] and r["event_type"].startswith("security.") for r in refusals)
         assert all("not-a-token" not in orjson.dumps(r).decode() for r in refusals)
@@ -117,8 +130,15 @@ async def test_two_replicas_share_board_events_presence_and_typing(make_stack, a
     # A second realtime replica against the same auth, boards and NATS.
     second_app = make_app("realtime", auth_service_url=first.auth_url, boards_service_url=first.boards_url)
     second_server = await aiohttp_server(second_app)
-    second = Stack(first.auth_url, first.boards_url, str(second_server.make_url("")).rstrip("/"), first.tokens,
-                   second_app, first.session, first.clients)
+    second = Stack(
+        first.auth_url,
+        first.boards_url,
+        str(second_server.make_url("")).rstrip("/"),
+        first.tokens,
+        second_app,
+        first.session,
+        first.clients,
+    )
     alice, bob = first.user("alice"), first.user("bob")
     org = await first.organization(a=(alice, "owner"), b=(bob, "member"))
     board = await first.board(org, alice)
@@ -131,9 +151,16 @@ async def test_two_replicas_share_board_events_presence_and_typing(make_stack, a
     await a.wait_for("user_presence", where=lambda m: m["data"]["user_id"] == bob.id)
 
     card = board["cards"][0]
-    moved = await a.call("task_moved", {"board_id": board_id, "task_id": card["id"],
-                                        "from_column_id": card["column_id"],
-                                        "to_column_id": board["columns"][1]["id"], "position": 0})
+    moved = await a.call(
+        "task_moved",
+        {
+            "board_id": board_id,
+            "task_id": card["id"],
+            "from_column_id": card["column_id"],
+            "to_column_id": board["columns"][1]["id"],
+            "position": 0,
+        },
+    )
     assert moved["ok"]
     for client in (a, b):
         (event,) = await client.wait_for("task_moved")

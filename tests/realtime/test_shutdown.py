@@ -22,14 +22,24 @@ SCRIPT = Path(__file__).parent / "js" / "hold_open.cjs"
 @pytest.mark.parametrize("fast_path", ["true", "false"], ids=["fast-path", "stock-path"])
 async def test_sigterm_tells_clients_and_exits_within_the_drain(service_process, tokens, fast_path):
     auth = service_process("auth")
-    realtime = service_process("realtime", AUTH_SERVICE_URL=auth.url, REALTIME_DRAIN_SECONDS="2",
-                               REALTIME_FAST_PATH=fast_path)
+    realtime = service_process(
+        "realtime", AUTH_SERVICE_URL=auth.url, REALTIME_DRAIN_SECONDS="2", REALTIME_FAST_PATH=fast_path
+    )
     user = str(uuid.uuid4())
     token = tokens.user(user, "u@example.com")
-    clients = [await asyncio.create_subprocess_exec(
-        "node", str(SCRIPT), env={**os.environ, "NODE_PATH": str(NODE_MODULES), "LIVEBOARD_CLIENT": json.dumps(
-            {"url": realtime.url, "token": token, "timeout_ms": 30000})},
-        stdout=asyncio.subprocess.PIPE) for _ in range(3)]
+    clients = [
+        await asyncio.create_subprocess_exec(
+            "node",
+            str(SCRIPT),
+            env={
+                **os.environ,
+                "NODE_PATH": str(NODE_MODULES),
+                "LIVEBOARD_CLIENT": json.dumps({"url": realtime.url, "token": token, "timeout_ms": 30000}),
+            },
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
     for client in clients:
         line = json.loads(await asyncio.wait_for(client.stdout.readline(), 15))
         assert line["event"] == "connect"

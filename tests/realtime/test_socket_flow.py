@@ -26,22 +26,32 @@ async def test_move_reaches_every_member_with_the_seed_fields(stack, transport):
     welcome = (await a.wait_for("connection_established"))[0]
     assert welcome["user_id"] == alice.id and welcome["email"] == alice.email
 
-    joined = await a.call("join_board", {"board_id": board["board"]["id"], "organization_id": org,
-                                         "division_id": "div"})
+    joined = await a.call(
+        "join_board", {"board_id": board["board"]["id"], "organization_id": org, "division_id": "div"}
+    )
     assert joined["ok"], joined
     assert joined["data"]["seq"] == board["seq"]
     snapshot = joined["data"]["snapshot"]
     assert [c["position"] for c in snapshot["cards"] if c["column_id"] == board["columns"][0]["id"]] == [0, 1, 2]
     assert (await b.call("join_board", {"board_id": board["board"]["id"], "organization_id": org}))["ok"]
-    assert (await bystander.call("join_board", {"board_id": other_board["board"]["id"], "organization_id": org}))[
-        "ok"]
+    assert (await bystander.call("join_board", {"board_id": other_board["board"]["id"], "organization_id": org}))["ok"]
     assert (await outsider.call("join_board", {"board_id": eve_board["board"]["id"], "organization_id": other_org}))[
-        "ok"]
+        "ok"
+    ]
 
     card = snapshot["cards"][0]
     todo, doing = board["columns"][0]["id"], board["columns"][1]["id"]
-    ack = await a.call("task_moved", {"task_id": card["id"], "from_column_id": todo, "to_column_id": doing,
-                                      "position": 0, "board_id": board["board"]["id"], "correlation_id": "corr-move-1"})
+    ack = await a.call(
+        "task_moved",
+        {
+            "task_id": card["id"],
+            "from_column_id": todo,
+            "to_column_id": doing,
+            "position": 0,
+            "board_id": board["board"]["id"],
+            "correlation_id": "corr-move-1",
+        },
+    )
     assert ack["ok"], ack
     assert ack["data"]["seq"] == board["seq"] + 1 and ack["data"]["event_id"]
 
@@ -101,8 +111,9 @@ async def test_join_is_checked_against_the_real_organization(stack):
     a = await stack.client(alice)
     forged = await a.call("join_board", {"board_id": board["board"]["id"], "organization_id": mallory_org})
     assert forged["error"]["code"] == "forbidden"
-    wrong_division = await a.call("join_board", {"board_id": board["board"]["id"], "organization_id": org,
-                                                 "division_id": "other-div"})
+    wrong_division = await a.call(
+        "join_board", {"board_id": board["board"]["id"], "organization_id": org, "division_id": "other-div"}
+    )
     assert wrong_division["error"]["code"] == "forbidden"
     missing = await a.call("join_board", {"board_id": "no-such-board", "organization_id": org})
     assert missing["error"]["code"] in ("not_found", "forbidden")
@@ -144,12 +155,15 @@ async def test_catch_up_with_since_seq_is_gapless(stack):
     board = await stack.board(org, alice)
     board_id, column = board["board"]["id"], board["columns"][0]["id"]
     for index in range(5):
-        status, _ = await stack.call("POST", f"{stack.boards_url}/v1/boards/{board_id}/cards", alice.token,
-                                     {"column_id": column, "title": f"later {index}"})
+        status, _ = await stack.call(
+            "POST",
+            f"{stack.boards_url}/v1/boards/{board_id}/cards",
+            alice.token,
+            {"column_id": column, "title": f"later {index}"},
+        )
         assert status == 201
     client = await stack.client(alice)
-    answer = await client.call("join_board", {"board_id": board_id, "organization_id": org,
-                                              "since_seq": board["seq"]})
+    answer = await client.call("join_board", {"board_id": board_id, "organization_id": org, "since_seq": board["seq"]})
     assert answer["ok"], answer
     events = answer["data"]["events"]
     assert [e["seq"] for e in events] == list(range(board["seq"] + 1, board["seq"] + 6))
@@ -169,8 +183,9 @@ async def test_presence_and_typing_go_to_the_others_only(stack):
     online = await a.wait_for("user_presence", where=lambda m: m["data"]["user_id"] == bob.id)
     assert online[0]["status"] == "online" and "seq" not in online[0]
 
-    assert (await b.call("user_typing", {"board_id": board_id, "task_id": board["cards"][0]["id"],
-                                         "is_typing": True}))["ok"]
+    assert (await b.call("user_typing", {"board_id": board_id, "task_id": board["cards"][0]["id"], "is_typing": True}))[
+        "ok"
+    ]
     typing = await a.wait_for("user_typing")
     assert typing[0]["data"]["is_typing"] is True and typing[0]["data"]["user_id"] == bob.id
     assert "user_typing" not in b.received
@@ -198,8 +213,10 @@ async def test_conflict_is_reported_to_the_mover(stack):
     card = board["cards"][0]
     a = await stack.client(alice)
     await a.call("join_board", {"board_id": board_id, "organization_id": org})
-    ack = await a.call("task_moved", {"board_id": board_id, "task_id": card["id"], "from_column_id": doing,
-                                      "to_column_id": todo, "position": 99})
+    ack = await a.call(
+        "task_moved",
+        {"board_id": board_id, "task_id": card["id"], "from_column_id": doing, "to_column_id": todo, "position": 99},
+    )
     assert ack["ok"], ack
     conflict = ack["data"]["conflict"]
     assert conflict["reason"] and conflict["requested"] and conflict["resolved"]
@@ -231,10 +248,17 @@ async def test_join_a_board_too_large_for_one_nats_message(stack):
     board = await stack.board(org, alice, cards=0)
     board_id, column = board["board"]["id"], board["columns"][0]["id"]
     long_text = "lorem ipsum " * 1600  # ~19 KB, under the 20,000-character limit
-    results = await asyncio.gather(*(
-        stack.call("POST", f"{stack.boards_url}/v1/boards/{board_id}/cards", alice.token,
-                   {"column_id": column, "title": f"big {index}", "description": long_text})
-        for index in range(60)))
+    results = await asyncio.gather(
+        *(
+            stack.call(
+                "POST",
+                f"{stack.boards_url}/v1/boards/{board_id}/cards",
+                alice.token,
+                {"column_id": column, "title": f"big {index}", "description": long_text},
+            )
+            for index in range(60)
+        )
+    )
     assert all(status == 201 for status, _ in results)
     client = await stack.client(alice)
     answer = await client.call("join_board", {"board_id": board_id, "organization_id": org}, timeout=20)
@@ -250,8 +274,9 @@ async def test_since_seq_ahead_of_the_board_gets_a_snapshot_and_no_resync(stack)
     board = await stack.board(org, alice)
     a, b = await stack.client(alice), await stack.client(bob)
     assert (await a.call("join_board", {"board_id": board["board"]["id"], "organization_id": org}))["ok"]
-    ahead = await b.call("join_board", {"board_id": board["board"]["id"], "organization_id": org,
-                                        "since_seq": board["seq"] + 50})
+    ahead = await b.call(
+        "join_board", {"board_id": board["board"]["id"], "organization_id": org, "since_seq": board["seq"] + 50}
+    )
     assert ahead["ok"] and ahead["data"]["seq"] == board["seq"] and "snapshot" in ahead["data"]
     await asyncio.sleep(0.3)
     assert "resync_required" not in a.received
@@ -267,7 +292,8 @@ async def test_concurrent_joins_and_a_failed_join_keep_the_feed(stack):
     answers = await asyncio.gather(
         a.call("join_board", {"board_id": board_id, "organization_id": org}),
         m.call("join_board", {"board_id": board_id, "organization_id": org}),  # refused
-        b.call("join_board", {"board_id": board_id, "organization_id": org}))
+        b.call("join_board", {"board_id": board_id, "organization_id": org}),
+    )
     assert [x["ok"] for x in answers] == [True, False, True]
     assert (await a.call("task_created", {"board_id": board_id, "column_id": column, "title": "t"}))["ok"]
     for member in (a, b):
