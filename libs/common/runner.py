@@ -7,6 +7,7 @@ the start-up rules are the same however a service is launched (locally, in Kuber
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import os
@@ -83,7 +84,8 @@ def serve(name: str, args: argparse.Namespace) -> int:
     # (measured: a 5,000-card snapshot's worst case drops from ~310 ms to ~85 ms).
     gc.collect()
     gc.freeze()
-    log.info("starting", extra={"host": args.host, "port": port, "pid": os.getpid()})
+    loop = use_uvloop(settings.event_loop)
+    log.info("starting", extra={"host": args.host, "port": port, "pid": os.getpid(), "event_loop": loop})
     run(
         app,
         args.host,
@@ -93,6 +95,19 @@ def serve(name: str, args: argparse.Namespace) -> int:
     )
     log.info("stopped")
     return 0
+
+
+def use_uvloop(choice: str) -> str:
+    """Run on uvloop unless told not to: measured, it is what keeps a room of 1,000 under 100 ms
+    p99 at 50 broadcasts/s on two cores (asyncio's loop saturates there; docs/benchmarks.md)."""
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
 
 
 def _child_argv(name: str, args: argparse.Namespace) -> list[str]:

@@ -56,6 +56,7 @@ class CommonSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = env("OTEL_EXPORTER_OTLP_ENDPOINT", default=None)
     trace_file: str | None = env("LIVEBOARD_TRACE_FILE", default=None)
     shutdown_timeout: float = env("LIVEBOARD_SHUTDOWN_TIMEOUT", default=10.0, gt=0)
+    event_loop: Literal["uvloop", "asyncio"] = env("LIVEBOARD_EVENT_LOOP", default="uvloop")
 
     @field_validator("log_level", mode="before")
     @classmethod
