@@ -88,6 +88,7 @@ async def run(deployment: Deployment, args: Any) -> Report:
         idle.start()
         await asyncio.sleep(args.hold)
         idle.stop()
+        rss_end = rss_bytes(pids)
         await probe.stop()
         open_sockets = sum(await pool.call("start"))
         generator_cpu = await pool.cpu()
@@ -110,6 +111,12 @@ async def run(deployment: Deployment, args: Any) -> Report:
     report.add("server busy after the last join", round(settle_seconds, 1), "settle_s", "s")
     report.add("realtime RSS before / after", f"{rss_before / 2**20:.1f} / {rss_after / 2**20:.1f} MiB")
     report.data.update(rss_before_bytes=rss_before, rss_after_bytes=rss_after)
+    report.add(
+        f"RSS growth during the idle hold ({args.hold:g} s)",
+        round((rss_end - rss_after) / 2**20, 2),
+        "rss_idle_growth_mib",
+        "MiB",
+    )
     per_connection = (rss_after - rss_before) / made if made else None
     report.add(
         "RSS per connection",

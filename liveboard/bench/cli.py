@@ -77,7 +77,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="REALTIME_FAST_PATH of the started realtime (off = stock python-socketio delivery)",
     )
     stack.add_argument(
-        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop of the started realtime"
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of the started realtime (LIVEBOARD_EVENT_LOOP; liveboard serve's default is uvloop)",
     )
     stack.add_argument("--realtime-workers", type=int, default=1, help="liveboard serve realtime --workers N")
     run = parser.add_argument_group("run")

@@ -27,7 +27,7 @@ from .target import Target
 class StackOptions:
     fast_path: bool = True
     realtime_workers: int = 1
-    loop: str = "asyncio"  # or "uvloop"
+    loop: str = "uvloop"  # realtime's LIVEBOARD_EVENT_LOOP: "uvloop" (serve's default) or "asyncio"
     max_connections: int = 12000
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -51,11 +51,11 @@ class BenchStack(DevStack):
             "WEBSOCKET_RATE_LIMIT_MESSAGES": "1000000",
             "WEBSOCKET_MAX_CONNECTIONS": str(options.max_connections),
             "REALTIME_FAST_PATH": "true" if options.fast_path else "false",
+            "LIVEBOARD_EVENT_LOOP": options.loop,
             **options.extra_env,
         }
         for name in ("auth", "boards", "audit", "realtime"):
-            module = "liveboard.bench.launch" if name == "realtime" and options.loop == "uvloop" else "liveboard"
-            argv = [sys.executable, "-m", module, "serve", name, "--port", str(self.ports[name])]
+            argv = [sys.executable, "-m", "liveboard", "serve", name, "--port", str(self.ports[name])]
             if name == "realtime" and options.realtime_workers > 1:
                 argv += ["--workers", str(options.realtime_workers)]
             self.children[name] = subprocess.Popen(

@@ -22,9 +22,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = [sys.executable, "-m", "liveboard", "bench"]
-FAST_UV = ["--start-stack", "--loop", "uvloop"]
-FAST = ["--start-stack"]
-STOCK = ["--start-stack", "--fast-path", "off"]
+FAST_UV = ["--start-stack", "--loop", "uvloop"]  # what `liveboard serve` runs by default
+FAST = ["--start-stack", "--loop", "asyncio"]  # LIVEBOARD_EVENT_LOOP=asyncio
+#: The reference: python-socketio's own delivery on asyncio's loop (REALTIME_FAST_PATH=false).
+STOCK = ["--start-stack", "--fast-path", "off", "--loop", "asyncio"]
 #: Broadcasts spread over 4 sender sockets: a socket's events are handled one at a time, so one
 #: socket caps at 1/(ack latency) commits/s and would measure itself instead of the fan-out.
 ROOM = ["--room", "1000", "--duration", "10", "--senders", "4"]
@@ -35,11 +36,14 @@ MATRIX: list[tuple[str, list[str]]] = [
     ("fanout-fast-uvloop-50", [*BENCH, "fanout", *FAST_UV, *ROOM, "--rate", "50"]),
     ("fanout-fast-uvloop-75", [*BENCH, "fanout", *FAST_UV, *ROOM, "--rate", "75"]),
     ("fanout-fast-asyncio-50", [*BENCH, "fanout", *FAST, *ROOM, "--rate", "50"]),
+    ("fanout-fast-uvloop-50-s8", [*BENCH, "fanout", *FAST_UV, *ROOM[:-1], "8", "--rate", "50"]),
+    ("fanout-fast-asyncio-50-s8", [*BENCH, "fanout", *FAST, *ROOM[:-1], "8", "--rate", "50"]),
     ("fanout-stock-2", [*BENCH, "fanout", *STOCK, *ROOM, "--rate", "2"]),
     ("fanout-stock-10", [*BENCH, "fanout", *STOCK, *ROOM, "--rate", "10"]),
     ("fanout-node-20", [*BENCH, "fanout", "--reference", "node", *ROOM, "--rate", "20"]),
     ("fanout-node-50", [*BENCH, "fanout", "--reference", "node", *ROOM, "--rate", "50"]),
     ("fanout-node-75", [*BENCH, "fanout", "--reference", "node", *ROOM, "--rate", "75"]),
+    ("fanout-node-50-s8", [*BENCH, "fanout", "--reference", "node", *ROOM[:-1], "8", "--rate", "50"]),
     (
         "fanout-fast-uvloop-room1-50",
         [*BENCH, "fanout", *FAST_UV, "--room", "1", "--duration", "10", "--senders", "4", "--rate", "50"],
