@@ -21,7 +21,7 @@ from libs.common.errors import ApiError, invalid, not_found
 
 from . import ordering, payloads
 from .mutation import AfterCommit, Applied, Caller, Mutations, Target, Tx
-from .placement import place_card, place_column, respread_columns
+from .placement import MOVE_READ, Neighbours, place_card, place_column, respread_columns
 from .queries import card_position, column_position, snapshot_of
 from .records import BOARD_COLUMNS, CARD_FIELDS, COLUMN_FIELDS, board_json, card_json, column_json, comment_json
 
@@ -328,8 +328,13 @@ class Actions:
         ``conflict`` rather than refused, because the mover's intent ("put it there") still holds."""
 
         async def body(tx: Tx) -> None:
-            card = await _card(tx, task_id)
-            await _column(tx, cmd.to_column_id)
+            # The card, the target column and its neighbours in one round trip: the board is
+            # locked from here to commit, and on a hot board that time is its whole throughput.
+            card = await tx.conn.fetchrow(MOVE_READ, task_id, tx.board_id, cmd.to_column_id, cmd.position)
+            if card is None:
+                raise not_found("task")
+            if not card["column_exists"]:
+                raise not_found("column")
             reasons = []
             if cmd.expected_version is not None and cmd.expected_version != card["version"]:
                 reasons.append("stale_version")
@@ -343,6 +348,7 @@ class Actions:
                 card_id=task_id,
                 current_rank=card["rank"] if same_column else None,
                 max_length=self.rank_max_length,
+                neighbours=Neighbours(card["n"], list(card["around"])),
             )
             if placement.clamped:
                 reasons.append("position_clamped")

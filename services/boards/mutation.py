@@ -216,6 +216,14 @@ _INSERT_LAST_EVENT = f"""
          board AS (UPDATE kanban_boards SET seq = $2 WHERE id = $1)
     SELECT pg_notify('{OUTBOX_CHANNEL}', $1)
 """
+_STORE_RESULT = "UPDATE kanban_client_ops SET result = $3, board_id = $4 WHERE user_id = $1 AND client_op_id = $2"
+# ... and, for a request with a client_op_id, stores its result in the same round trip.
+_INSERT_LAST_EVENT_AND_RESULT = f"""
+    WITH event AS ({_INSERT_EVENT}),
+         board AS (UPDATE kanban_boards SET seq = $2 WHERE id = $1),
+         op AS (UPDATE kanban_client_ops SET result = $12, board_id = $1 WHERE user_id = $13 AND client_op_id = $14)
+    SELECT pg_notify('{OUTBOX_CHANNEL}', $1)
+"""
 
 
 class Mutations:
@@ -346,22 +354,25 @@ class Mutations:
                 tx = Tx(conn=conn, caller=caller, now=board.pop("now"), board=board)
                 caller.scope.require_write(board["organization_id"], board["division_id"])
             noop_result = await body(tx)
+            stored: Any = None
             if tx.events:
-                await self._write_events(conn, tx.events)
                 last = tx.events[-1]
                 result = {**last.data, "seq": last.seq, "event_id": last.event_id}
+                if op_id:
+                    stored = (caller.user_id, op_id, {"result": result, "created": tx.created})
+                await self._write_events(conn, tx.events, stored)
             elif noop_result is not None:
                 result = noop_result
+                if op_id:
+                    await conn.execute(
+                        _STORE_RESULT,
+                        caller.user_id,
+                        op_id,
+                        {"result": result, "created": tx.created},
+                        tx.board.get("id"),
+                    )
             else:  # a body must either emit or say what it returns
                 raise RuntimeError(f"{command} emitted no event and returned nothing")
-            if op_id:
-                await conn.execute(
-                    "UPDATE kanban_client_ops SET result = $3, board_id = $4 WHERE user_id = $1 AND client_op_id = $2",
-                    caller.user_id,
-                    op_id,
-                    {"result": result, "created": tx.created},
-                    tx.board.get("id"),
-                )
             return Applied(result, tx.events, created=tx.created)
 
     async def _claim(
@@ -394,11 +405,15 @@ class Mutations:
         stored = row["result"]
         return Applied(stored["result"], [], created=stored["created"], replayed=True)
 
-    async def _write_events(self, conn: asyncpg.Connection, events: list[StoredEvent]) -> None:
+    async def _write_events(
+        self, conn: asyncpg.Connection, events: list[StoredEvent], stored: tuple[str, str, dict] | None
+    ) -> None:
+        """Insert the event rows; the last one also bumps ``seq``, notifies the relay and, given
+        ``stored`` (user, client_op_id, result), records the request's result."""
         trace_id = current_trace_id()
         for index, event in enumerate(events):
-            await conn.execute(
-                _INSERT_LAST_EVENT if index == len(events) - 1 else _INSERT_EVENT,
+            last = index == len(events) - 1
+            args = [
                 event.board_id,
                 event.seq,
                 uuid.UUID(event.event_id),
@@ -410,4 +425,11 @@ class Mutations:
                 trace_id,
                 event.trace_context,
                 event.created_at,
-            )
+            ]
+            if not last:
+                await conn.execute(_INSERT_EVENT, *args)
+            elif stored is None:
+                await conn.execute(_INSERT_LAST_EVENT, *args)
+            else:
+                user_id, op_id, result = stored
+                await conn.execute(_INSERT_LAST_EVENT_AND_RESULT, *args, result, user_id, op_id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from . import ordering
+from .records import card_fields
 
 _CARD_NEIGHBOURS = """
     WITH others AS (SELECT count(*)::int AS n FROM kanban_cards WHERE column_id = $1 AND id IS DISTINCT FROM $2::text)
@@ -29,6 +30,28 @@ _COLUMN_NEIGHBOURS = """
         ORDER BY rank OFFSET greatest(least($3::int, others.n) - 1, 0) LIMIT 2) AS around
     FROM others
 """
+
+
+#: What a move needs before it writes, in one round trip while the board is locked: the card
+#: ($1, on board $2), whether the target column ($3) is on that board, and the neighbours at
+#: position $4 of that column (the card itself excluded), as ``place_card`` reads them.
+MOVE_READ = f"""
+    SELECT card.*,
+           EXISTS (SELECT 1 FROM kanban_columns WHERE id = $3 AND board_id = $2) AS column_exists,
+           others.n,
+           ARRAY(SELECT rank FROM kanban_cards WHERE column_id = $3 AND id <> $1
+                 ORDER BY rank OFFSET greatest(least($4::int, others.n) - 1, 0) LIMIT 2) AS around
+    FROM (SELECT {card_fields()} FROM kanban_cards WHERE id = $1 AND board_id = $2) AS card,
+         (SELECT count(*)::int AS n FROM kanban_cards WHERE column_id = $3 AND id <> $1) AS others
+"""
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """How many other cards the column holds, and the keys around the wanted position."""
+
+    n: int
+    around: list[str]
 
 
 @dataclass(frozen=True)
@@ -55,14 +78,18 @@ async def place_card(
     card_id: str | None = None,
     current_rank: str | None = None,
     max_length: int = ordering.DEFAULT_MAX_LENGTH,
+    neighbours: Neighbours | None = None,
 ) -> Placement:
     """Where card ``card_id`` (``None`` for a new card) lands at ``position`` of ``column_id``.
 
     ``current_rank`` is the card's key when it already sits in this column: if it is already
     between the wanted neighbours it is kept (a move to where the card is writes no new key).
+    ``neighbours``: already read under the same lock (``MOVE_READ``), saving a round trip.
     """
-    row = await conn.fetchrow(_CARD_NEIGHBOURS, column_id, card_id, position)
-    index, before, after = _choose(row["n"], list(row["around"]), position)
+    if neighbours is None:
+        row = await conn.fetchrow(_CARD_NEIGHBOURS, column_id, card_id, position)
+        neighbours = Neighbours(row["n"], list(row["around"]))
+    index, before, after = _choose(neighbours.n, neighbours.around, position)
     if current_rank is not None and ordering.is_between(current_rank, before, after):
         return Placement(current_rank, index, index != position)
     rank = ordering.key_between(before, after)
