@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -102,73 +103,162 @@ class Awareness:
 
 
 class PresenceStore:
-    """Who is on which board, shared by every replica through a KV bucket with a TTL."""
+    """Who is on which board, shared by every replica through a KV bucket with a TTL.
+
+    Each replica writes its own sockets' entries (``<board>.<sid>``) and keeps one watcher on
+    the whole bucket, so listing a board's members on join is a dictionary read: no consumer
+    per join (a storm of joins used to create one JetStream consumer each), and nothing per
+    connection beyond the entry itself. The bucket's TTL removes a crashed replica's entries
+    without telling watchers, so entries not re-put within the TTL are ignored and pruned.
+    """
 
     def __init__(self) -> None:
         self.kv: KeyValue | None = None
-        self.local: dict[tuple[str, str], dict[str, Any]] = {}  # (board_id, sid) -> entry
+        self.local: dict[str, dict[str, dict[str, Any]]] = {}  # board -> sid -> entry, this replica's sockets
+        self.seen: dict[str, dict[str, tuple[float, dict[str, Any]]]] = {}  # board -> sid -> (put at, entry)
+        self._nats: NATS | None = None
+        self._watch_task: asyncio.Task | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._generation = 0  # bumped by rewatch/close: an older watch loop ends itself
 
-    async def open(self, js: JetStreamContext, replicas: int = 1) -> None:
+    async def open(self, nats: NATS, js: JetStreamContext, replicas: int = 1) -> None:
         try:
             self.kv = await js.key_value(PRESENCE_BUCKET)
         except Exception:
             self.kv = await js.create_key_value(
                 KeyValueConfig(bucket=PRESENCE_BUCKET, ttl=PRESENCE_TTL, history=1, replicas=replicas)
             )
+        self._nats = nats
+        self.rewatch()
+
+    def rewatch(self) -> None:
+        """(Re)start the bucket watcher; also after NATS reconnects (its consumer may be gone)."""
+        if self.kv is None:
+            return
+        self._generation += 1
+        self._stop_watching()
+        self._watch_task = asyncio.get_running_loop().create_task(
+            self._watch(self.kv, self._generation), name="presence-watch"
+        )
+
+    def _stop_watching(self) -> None:
+        """End the current watcher's loop and task. Both: a cancel that lands while nats-py is
+        setting the watcher up can be swallowed, and a stopped watcher ends its iteration."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            task = asyncio.get_running_loop().create_task(watcher.stop())
+            task.add_done_callback(_log_failure)
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+
+    async def close(self) -> None:
+        self._generation += 1
+        task = self._watch_task
+        self._stop_watching()
+        self._watch_task = None
+        if task is not None:
+            await asyncio.wait([task], timeout=2.0)
+
+    async def _watch(self, kv: KeyValue, generation: int) -> None:
+        while generation == self._generation:
+            watcher = None
+            try:
+                watcher = await kv.watchall()
+                if generation != self._generation:
+                    break
+                self._watcher = watcher
+                async for update in watcher:
+                    if isinstance(update, KeyValue.Entry):  # not the end-of-snapshot None
+                        self._apply(update)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # NATS away: listing falls back to local entries until it is back
+                log.debug("presence watcher failed; restarting", exc_info=True)
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(watcher.stop(), KV_TIMEOUT)
+            if generation == self._generation:
+                await asyncio.sleep(1.0)
+
+    def _apply(self, update: KeyValue.Entry) -> None:
+        board_id, _, sid = update.key.partition(".")
+        if not sid or sid in self.local.get(board_id, ()):  # this replica's own socket: known already
+            return
+        if update.operation in (KV_DEL, KV_PURGE) or not update.value:
+            members = self.seen.get(board_id)
+            if members is not None:
+                members.pop(sid, None)
+                if not members:
+                    del self.seen[board_id]
+            return
+        try:
+            entry = orjson.loads(update.value)
+        except orjson.JSONDecodeError:
+            return
+        put_at = update.created.timestamp() if update.created is not None else time.time()
+        self.seen.setdefault(board_id, {})[sid] = (put_at, entry)
 
     @staticmethod
     def _key(board_id: str, sid: str) -> str:
         return f"{board_id}.{sid}"
 
     async def set(self, board_id: str, sid: str, entry: dict[str, Any]) -> None:
-        self.local[(board_id, sid)] = entry
+        self.local.setdefault(board_id, {})[sid] = entry
         if self.kv is not None:
             # Best effort and bounded: a NATS outage must never stall a join or a disconnect.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.kv.put(self._key(board_id, sid), orjson.dumps(entry)), KV_TIMEOUT)
 
     async def remove(self, board_id: str, sid: str) -> None:
-        self.local.pop((board_id, sid), None)
+        mine = self.local.get(board_id)
+        if mine is not None:
+            mine.pop(sid, None)
+            if not mine:
+                del self.local[board_id]
+        members = self.seen.get(board_id)
+        if members is not None:
+            members.pop(sid, None)
         if self.kv is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.kv.purge(self._key(board_id, sid)), KV_TIMEOUT)
 
-    async def members(self, board_id: str) -> list[dict[str, Any]]:
-        """One entry per user on the board (any replica), best effort.
-
-        Read with a watcher on ``<board>.*`` (the current values, then stop): nats-py's
-        ``keys(filters=...)`` filters by substring client-side and drops wildcard matches.
-        """
+    def members(self, board_id: str) -> list[dict[str, Any]]:
+        """One entry per user on the board, on any replica (this replica's sockets first)."""
         entries: dict[str, dict[str, Any]] = {}
-        if self.kv is not None:
-            watcher = None
-            try:
-                watcher = await asyncio.wait_for(self.kv.watch(f"{board_id}.*", ignore_deletes=True), KV_TIMEOUT)
-                while True:
-                    entry = await watcher.updates(timeout=KV_TIMEOUT)
-                    if entry is None:  # the end of the current values
-                        break
-                    if entry.value:
-                        value = orjson.loads(entry.value)
-                        entries.setdefault(value.get("user_id"), value)
-            except Exception:  # KV unavailable or slow: fall back to what this replica knows
-                log.debug("presence listing from KV failed", exc_info=True)
-            finally:
-                if watcher is not None:
-                    with contextlib.suppress(Exception):
-                        await watcher.stop()
-        for (board, _sid), entry in self.local.items():
-            if board == board_id:
+        for entry in self.local.get(board_id, {}).values():
+            entries.setdefault(entry.get("user_id"), entry)
+        fresh_after = time.time() - PRESENCE_TTL
+        for put_at, entry in self.seen.get(board_id, {}).values():
+            if put_at >= fresh_after:
                 entries.setdefault(entry.get("user_id"), entry)
         return list(entries.values())
 
     async def heartbeat(self) -> None:
-        """Re-put this replica's entries so they outlive the bucket's TTL while sockets stay."""
-        if self.kv is None:
+        """Re-put this replica's entries so they outlive the bucket's TTL while sockets stay.
+
+        Plain publishes to the bucket's subjects, flushed once: a KV put would wait for one
+        JetStream ack per socket (at 10,000 sockets, 1,000 round trips a second); a lost
+        heartbeat is repaired by the next one, 10 s later, well within the 30 s TTL.
+        """
+        if self.kv is None or self._nats is None:
             return
-        for (board_id, sid), entry in list(self.local.items()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.kv.put(self._key(board_id, sid), orjson.dumps(entry)), KV_TIMEOUT)
+        with contextlib.suppress(Exception):
+            for board_id, mine in list(self.local.items()):
+                for sid, entry in list(mine.items()):
+                    await self._nats.publish(f"$KV.{PRESENCE_BUCKET}.{self._key(board_id, sid)}", orjson.dumps(entry))
+            await asyncio.wait_for(self._nats.flush(), KV_TIMEOUT)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget entries the bucket has expired (a replica that died without purging)."""
+        fresh_after = time.time() - PRESENCE_TTL
+        for board_id in list(self.seen):
+            members = self.seen[board_id]
+            for sid in [sid for sid, (put_at, _) in members.items() if put_at < fresh_after]:
+                del members[sid]
+            if not members:
+                del self.seen[board_id]
 
 
 def _log_failure(task: asyncio.Task) -> None:

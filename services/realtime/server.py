@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -239,9 +240,10 @@ class WebSocketServer:
             with contextlib.suppress(Exception):
                 await declare_stream(app[JETSTREAM], SECURITY_STREAM, replicas=self.config.nats_stream_replicas)
         with contextlib.suppress(Exception):  # presence degrades to local-only without JetStream KV
-            await self.presence.open(app[JETSTREAM], replicas=self.config.nats_stream_replicas)
+            await self.presence.open(self.nats, app[JETSTREAM], replicas=self.config.nats_stream_replicas)
         membership = await self.nats.subscribe(MEMBERSHIP_CHANGED_WILDCARD, cb=self._on_membership_changed)
         app[NATS_RECONNECT_HOOKS].append(self.feeds.resync_all)
+        app[NATS_RECONNECT_HOOKS].append(self._rewatch_presence)
         tasks = [
             asyncio.create_task(self._sweep_loop(), name="realtime-sweep"),
             asyncio.create_task(self._presence_loop(), name="realtime-presence"),
@@ -251,6 +253,7 @@ class WebSocketServer:
         self._audit.put_nowait(None)  # lets the audit feed finish what is queued, then stop
         await stop_tasks(tasks[:2])
         await stop_tasks(tasks[2:], timeout=3)
+        await self.presence.close()
         with contextlib.suppress(Exception):
             await membership.unsubscribe()
         for board_id in list(self.feeds.feeds):
@@ -317,6 +320,9 @@ class WebSocketServer:
             await self.sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
         self.connect_limiter.sweep()
 
+    async def _rewatch_presence(self) -> None:
+        self.presence.rewatch()
+
     async def _presence_loop(self) -> None:
         while True:
             await asyncio.sleep(PRESENCE_HEARTBEAT)
@@ -359,9 +365,19 @@ class WebSocketServer:
         loop = asyncio.get_running_loop()
         remaining = session.expires_at - time.time()
         warn_in = remaining - self.config.token_expiry_warning
+        # A fresh context each: a timer keeps the context it was set in (here the connect
+        # handler's span and correlation id) alive until it fires, minutes later, per socket.
         if remaining > 0:  # already inside the warning window: warn now (after the welcome)
-            session.timers.append(loop.call_later(max(0.05, warn_in), self._spawn, self._token_expiring, session))
-        session.timers.append(loop.call_later(max(0.0, remaining), self._spawn, self._session_expired, session))
+            session.timers.append(
+                loop.call_later(
+                    max(0.05, warn_in), self._spawn, self._token_expiring, session, context=contextvars.Context()
+                )
+            )
+        session.timers.append(
+            loop.call_later(
+                max(0.0, remaining), self._spawn, self._session_expired, session, context=contextvars.Context()
+            )
+        )
 
     @staticmethod
     def _spawn(func: Any, *args: Any) -> None:
@@ -488,7 +504,7 @@ class WebSocketServer:
             "division_id": access.get("division_id"),
             "seq": seq,
             "can_write": bool(access.get("can_write")),
-            "presence": await self.presence.members(board_id),
+            "presence": self.presence.members(board_id),
         }
         answer.update(loaded)
         return answer
