@@ -31,6 +31,7 @@ sent after is behind it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import time
@@ -178,7 +179,9 @@ class FastSocket(AsyncSocket):
     def schedule_ping(self) -> None:
         if self.last_ping:
             self.last_ping = None
-            self._ping_handle = asyncio.get_running_loop().call_later(self.server.ping_interval, self._ping_due)
+            self._ping_handle = asyncio.get_running_loop().call_later(
+                self.server.ping_interval, self._ping_due, context=contextvars.Context()
+            )  # not the context it was set in (a request's correlation id and span)
 
     def _ping_due(self) -> None:
         self._ping_handle = None

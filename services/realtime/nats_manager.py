@@ -4,6 +4,10 @@
 that must reach sockets on other replicas (presence, typing, cursors, admin broadcasts) go
 through it; board events do not (each replica reads those from the board's subject itself and
 emits with ``ignore_queue=True``). Messages are JSON, never pickle.
+
+A room emit without an ack callback is delivered through the server's ``broadcast`` (the fast
+path: one encoding for all local members) when it has one: joining a room of 1,000 tells every
+member about every joiner, and python-socketio's own delivery creates a task per recipient.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import orjson
 from nats.aio.client import Client as NATS
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
+from .room_index import IndexedRooms
+
 SUBJECT_PREFIX = "socketio"
 
 
-class NatsPubSubManager(AsyncPubSubManager):
+class NatsPubSubManager(IndexedRooms, AsyncPubSubManager):
     name = "nats"
 
     def __init__(
@@ -43,6 +49,22 @@ class NatsPubSubManager(AsyncPubSubManager):
     async def _publish(self, data: Any) -> None:
         client = await self._client()
         await client.publish(self.subject, orjson.dumps(data))
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        broadcast = getattr(self.server, "broadcast", None)
+        data, room, skip_sid = message.get("data"), message.get("room"), message.get("skip_sid")
+        if (
+            broadcast is not None
+            and message.get("callback") is None
+            and not message.get("binary")
+            and isinstance(room, str)
+            and (skip_sid is None or isinstance(skip_sid, str))
+            and isinstance(data, list)
+            and len(data) == 1
+            and broadcast(message["event"], data[0], room, message.get("namespace") or "/", skip_sid)
+        ):
+            return
+        await super()._handle_emit(message)
 
     async def _listen(self) -> AsyncIterator[dict[str, Any]]:
         client = await self._client()
