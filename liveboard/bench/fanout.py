@@ -14,7 +14,7 @@ from typing import Any
 from .agents import latencies_ms
 from .eio import SocketIOClient
 from .pool import AgentPool, split
-from .procstat import CpuMeter, own_cpu_seconds, quiesce
+from .procstat import CpuMeter, own_cpu_seconds, quiesce, quiesce_machine
 from .profile import Profiler
 from .report import Report
 from .run import Deployment
@@ -69,6 +69,7 @@ async def run(deployment: Deployment, args: Any) -> Report:
                 await asyncio.wait_for(movers[0].move(), 30)
             await wait_delivered(pool, receivers * args.warmup, 10)
             settled = await quiesce(deployment.realtime_pids)
+            settled += await quiesce_machine()
             await pool.call("start")
             for mover in movers:
                 mover.reset()
@@ -127,7 +128,7 @@ async def run(deployment: Deployment, args: Any) -> Report:
     report.add("generator worst schedule lateness", round(lateness, 2), "sender_lateness_ms", "ms")
     report.add("realtime pids", ",".join(map(str, deployment.realtime_pids)) or "unknown", "realtime_pids")
     report.data["join_ms"] = _join_summary(joined)
-    report.add("waited for the server to go idle", round(settled, 1), "quiesce_s", "s")
+    report.add("waited for the server and machine to go idle", round(settled, 1), "quiesce_s", "s")
     return report
 
 

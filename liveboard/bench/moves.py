@@ -17,7 +17,7 @@ from .agents import latencies_ms
 from .eio import SocketIOClient
 from .fanout import wait_delivered
 from .pool import AgentPool, split
-from .procstat import CpuMeter, own_cpu_seconds, quiesce
+from .procstat import CpuMeter, own_cpu_seconds, quiesce, quiesce_machine
 from .profile import Profiler
 from .report import Report
 from .run import Deployment
@@ -58,6 +58,7 @@ async def run(deployment: Deployment, args: Any) -> Report:
             await asyncio.gather(*(asyncio.wait_for(m.move(), 30) for m in movers))  # warm-up, unmeasured
             await wait_delivered(pool, watching * len(movers) // boards, 10)
             await quiesce(deployment.realtime_pids)
+            await quiesce_machine()
             await pool.call("start")
             for mover in movers:
                 mover.reset()

@@ -104,3 +104,35 @@ async def quiesce(pids: list[int], *, below: float = 0.05, window: float = 0.5, 
         quiet = quiet + 1 if now - last < below * window else 0
         last = now
     return time.monotonic() - began
+
+
+def machine_busy_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of every CPU of this machine, from ``/proc/stat``."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+async def quiesce_machine(*, below_cores: float = 0.25, window: float = 0.5, timeout: float = 60.0) -> float:
+    """Wait until the whole machine uses less than ``below_cores`` cores for two windows in a row.
+
+    The realtime process going quiet is not enough when the stack runs here too: a join storm
+    leaves thousands of audit events (connection opened, joined) for the audit service and
+    Postgres, and measuring while they drain charges their CPU to the fan-out. Bounded, since a
+    shared machine may never be that quiet; returns the seconds waited.
+    """
+    import asyncio
+    import time
+
+    cores = os.cpu_count() or 1
+    began = time.monotonic()
+    quiet = 0
+    last = machine_busy_jiffies()
+    while quiet < 2 and time.monotonic() - began < timeout:
+        await asyncio.sleep(window)
+        now = machine_busy_jiffies()
+        busy, total = now[0] - last[0], now[1] - last[1]
+        quiet = quiet + 1 if total and busy / total * cores < below_cores else 0
+        last = now
+    return time.monotonic() - began
