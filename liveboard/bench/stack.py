@@ -79,6 +79,10 @@ def start_stack(options: StackOptions) -> tuple[BenchStack, Target]:
         stack.migrate()
         stack.start_services()
         stack.wait_ready()
+    except Exception as exc:
+        logs = _log_tails(state)  # the state folder goes with the stack: keep what says why
+        stop_stack(stack)
+        raise RuntimeError(f"{exc}\n{logs}") from exc
     except BaseException:
         stop_stack(stack)
         raise
@@ -90,6 +94,14 @@ def start_stack(options: StackOptions) -> tuple[BenchStack, Target]:
         issuer=stack.env["SUPABASE_JWT_ISSUER"],
     )
     return stack, target
+
+
+def _log_tails(state: Path, lines: int = 30) -> str:
+    tails = []
+    for log in sorted(state.glob("*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"--- {log.name} (last {len(text)} lines)\n" + "\n".join(text))
+    return "\n".join(tails)
 
 
 def stop_stack(stack: BenchStack) -> None:
