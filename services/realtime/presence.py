@@ -30,9 +30,6 @@ PRESENCE_BUCKET = "presence"
 PRESENCE_TTL = 30.0
 PRESENCE_HEARTBEAT = 10.0
 KV_TIMEOUT = 1.0
-KV_SUBJECT = f"$KV.{PRESENCE_BUCKET}."
-#: Heartbeats go out in this many slices per interval (see ``PresenceStore.heartbeat``).
-HEARTBEAT_SLICES = 20
 
 Send = Callable[[str, str, dict[str, Any], str], Awaitable[None]]  # (board_id, event, data, skip_sid)
 
@@ -237,27 +234,19 @@ class PresenceStore:
                 entries.setdefault(entry.get("user_id"), entry)
         return list(entries.values())
 
-    async def heartbeat(self, spread: float = 0.0) -> None:
+    async def heartbeat(self) -> None:
         """Re-put this replica's entries so they outlive the bucket's TTL while sockets stay.
 
-        Plain publishes to the bucket's subjects: a KV put would wait for one JetStream ack per
-        socket (at 10,000 sockets, 1,000 round trips a second); a lost heartbeat is repaired by
-        the next one, well within the 30 s TTL. Spread over ``spread`` seconds in slices, since
-        every replica's watcher receives each of them: one burst of 10,000 would stall this
-        event loop, and the others, for a noticeable moment every interval.
+        Plain publishes to the bucket's subjects, flushed once: a KV put would wait for one
+        JetStream ack per socket (at 10,000 sockets, 1,000 round trips a second); a lost
+        heartbeat is repaired by the next one, 10 s later, well within the 30 s TTL.
         """
         if self.kv is None or self._nats is None:
             return
-        entries = [(board_id, sid, entry) for board_id, mine in self.local.items() for sid, entry in mine.items()]
-        slices = max(1, min(HEARTBEAT_SLICES, len(entries)))
-        size = -(-len(entries) // slices)
         with contextlib.suppress(Exception):
-            for start in range(0, len(entries), size):
-                for board_id, sid, entry in entries[start : start + size]:
-                    if sid in self.local.get(board_id, ()):  # still there (it may have left meanwhile)
-                        await self._nats.publish(f"{KV_SUBJECT}{self._key(board_id, sid)}", orjson.dumps(entry))
-                if spread:
-                    await asyncio.sleep(spread / slices)
+            for board_id, mine in list(self.local.items()):
+                for sid, entry in list(mine.items()):
+                    await self._nats.publish(f"$KV.{PRESENCE_BUCKET}.{self._key(board_id, sid)}", orjson.dumps(entry))
             await asyncio.wait_for(self._nats.flush(), KV_TIMEOUT)
         self._prune()
 

@@ -324,10 +324,9 @@ class WebSocketServer:
         self.presence.rewatch()
 
     async def _presence_loop(self) -> None:
-        while True:  # each round takes PRESENCE_HEARTBEAT seconds: its publishes are spread over it
-            began = time.monotonic()
-            await self.presence.heartbeat(spread=PRESENCE_HEARTBEAT)
-            await asyncio.sleep(max(0.0, PRESENCE_HEARTBEAT - (time.monotonic() - began)))
+        while True:
+            await asyncio.sleep(PRESENCE_HEARTBEAT)
+            await self.presence.heartbeat()
 
     # ------------------------------------------------------------------ sessions
 
