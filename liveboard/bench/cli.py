@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,9 @@ def main(args: argparse.Namespace) -> int:
 
     stack = None
     reference = None
+    # SIGTERM (a timeout, a CI runner) takes the same way out as Ctrl-C: through the ``finally``
+    # that stops the stack, not leaving nats-server, Postgres and four services behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if getattr(args, "reference", "none") == "node":
             from .reference import start_node_reference
