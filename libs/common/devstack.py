@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,8 +31,32 @@ class PortInUseError(RuntimeError):
         self.port = port
 
 
+#: Ports this process has handed out, so two servers it starts never get the same one.
+_HANDED_OUT: set[int] = set()
+_LOWEST_PORT = 10_000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A free port for a server this process is about to start.
+
+    Chosen below the kernel's ephemeral range: a port from ``bind(0)`` is an ephemeral one, and
+    any outgoing connection (a client of NATS, a load generator's sockets) may be given it
+    between this call and the server's own bind — the server then exits with "address in use".
+    """
+    high = _ephemeral_low() - 1
+    for _ in range(200):
+        port = random.randint(_LOWEST_PORT, high) if high > _LOWEST_PORT else 0
+        if port and port not in _HANDED_OUT and port_is_free(port, host):
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no such range here
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
