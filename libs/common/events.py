@@ -25,6 +25,24 @@ ENVELOPE_FIELDS = (
     "correlation_id",
 )
 
+#: Every persisted board event type (CONTRACT §4): boards emits exactly these (its schemas must
+#: cover them), realtime broadcasts them and refuses to let an admin broadcast impersonate them.
+BOARD_EVENT_TYPES = (
+    "board_created",
+    "board_updated",
+    "board_deleted",
+    "column_created",
+    "column_updated",
+    "column_reordered",
+    "column_rebalanced",
+    "task_created",
+    "task_moved",
+    "task_updated",
+    "task_deleted",
+    "task_assigned",
+    "task_commented",
+)
+
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")

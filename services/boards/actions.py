@@ -18,6 +18,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from libs.common.errors import ApiError, invalid, not_found
+from libs.common.events import BOARD_EVENT_TYPES
 
 from . import ordering, payloads
 from .mutation import AfterCommit, Applied, Caller, Mutations, Target, Tx
@@ -26,21 +27,7 @@ from .queries import card_position, column_position, snapshot_of
 from .records import BOARD_COLUMNS, CARD_FIELDS, COLUMN_FIELDS, board_json, card_json, column_json, comment_json
 
 #: Every event type boards emits (the schemas in ``event_schemas`` must cover exactly these).
-EVENT_TYPES = (
-    "board_created",
-    "board_updated",
-    "board_deleted",
-    "column_created",
-    "column_updated",
-    "column_reordered",
-    "column_rebalanced",
-    "task_created",
-    "task_moved",
-    "task_updated",
-    "task_deleted",
-    "task_assigned",
-    "task_commented",
-)
+EVENT_TYPES = BOARD_EVENT_TYPES
 
 
 def _new_id() -> str:

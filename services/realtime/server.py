@@ -28,7 +28,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from libs.common.errors import ApiError
-from libs.common.events import Envelope, utc_now_iso
+from libs.common.events import BOARD_EVENT_TYPES, Envelope, utc_now_iso
 from libs.common.identity import ScopeClient
 from libs.common.messaging import JETSTREAM, NATS_CLIENT, NATS_RECONNECT_HOOKS, declare_stream, js_publish
 from libs.common.subjects import (
@@ -66,19 +66,7 @@ RESERVED_EVENTS = frozenset(
         "user_presence",
         "user_typing",
         "user_cursor",
-        "task_created",
-        "task_moved",
-        "task_updated",
-        "task_deleted",
-        "task_assigned",
-        "task_commented",
-        "board_created",
-        "board_updated",
-        "board_deleted",
-        "column_created",
-        "column_updated",
-        "column_reordered",
-        "column_rebalanced",
+        *BOARD_EVENT_TYPES,
     }
 )
 
