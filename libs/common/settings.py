@@ -7,10 +7,13 @@ is allowed, because an operator staring at a crash-looping pod needs exactly tha
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+import json
+import re
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -27,6 +30,32 @@ class ConfigError(SystemExit):
 
     def __str__(self) -> str:
         return self.line
+
+
+def _list_of_strings(value: Any) -> Any:
+    """A list variable as operators write it: ``a,b,c`` (the documented form) or a JSON array.
+
+    pydantic-settings would JSON-decode a list-typed variable before any validator runs, so the
+    documented comma form crashed start-up; ``NoDecode`` hands us the raw string instead.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ValueError("must be a comma-separated list or a JSON array of strings") from None
+        if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+            raise ValueError("must be a comma-separated list or a JSON array of strings")
+        items = parsed
+    else:
+        items = text.split(",")
+    return tuple(item.strip() for item in items if item.strip())
+
+
+#: A list-valued setting: ``A,B`` or ``["A", "B"]`` in the environment, a list or tuple in code.
+StrList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_list_of_strings)]
 
 
 def env(*names: str, **kwargs: Any) -> Any:
@@ -103,6 +132,10 @@ def load_settings(model: type[S], **overrides: Any) -> S:
     """Build ``model`` from the environment plus ``overrides``; raise ``ConfigError`` on bad input."""
     try:
         return model(**overrides)
+    except SettingsError as exc:  # a value the settings source itself could not read
+        match = re.search(r'field "([a-z_]+)"', str(exc))
+        var = env_name(model, match.group(1)) if match else "a setting"
+        raise ConfigError(f"configuration error: {var} cannot be parsed") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = [part for part in error["loc"] if isinstance(part, str)]

@@ -6,11 +6,11 @@ document; ``load_settings(Settings)`` reads the same fields from the environment
 
 from __future__ import annotations
 
-from typing import Any
+import re
 
 from pydantic import field_validator
 
-from libs.common.settings import CommonSettings, env
+from libs.common.settings import CommonSettings, StrList, env
 
 
 class WebSocketConfig(CommonSettings):
@@ -31,7 +31,7 @@ class WebSocketConfig(CommonSettings):
     )
     cleanup_interval: float = env("cleanup_interval", "WEBSOCKET_CLEANUP_INTERVAL", default=300, gt=0)
     max_message_bytes: int = env("max_message_bytes", "WEBSOCKET_MAX_MESSAGE_BYTES", default=65536, ge=256)
-    allowed_origins: tuple[str, ...] = env("allowed_origins", "WEBSOCKET_ALLOWED_ORIGINS", default=())
+    allowed_origins: StrList = env("allowed_origins", "WEBSOCKET_ALLOWED_ORIGINS", default=())
     #: Seconds a SIGTERM-ed process spends telling clients to reconnect elsewhere before it exits.
     drain_seconds: float = env("drain_seconds", "REALTIME_DRAIN_SECONDS", default=20, ge=0)
     #: Seconds before a token's expiry at which the socket is sent ``token_expiring``.
@@ -41,12 +41,13 @@ class WebSocketConfig(CommonSettings):
     transport_max_bytes: int = env("transport_max_bytes", "WEBSOCKET_TRANSPORT_MAX_BYTES", default=16 << 20)
     boards_timeout: float = env("boards_timeout", "REALTIME_BOARDS_TIMEOUT", default=5.0, gt=0)
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
-        return value
+    def _normalize_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+/?", origin):
+                raise ValueError(f"must list origins like https://app.example.com (got {origin[:80]!r})")
+        return tuple(origin.rstrip("/") for origin in value)
 
 
 class Settings(WebSocketConfig):

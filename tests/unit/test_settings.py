@@ -83,3 +83,30 @@ def test_serve_refuses_to_start_without_token_verification(monkeypatch):
     monkeypatch.delenv("SUPABASE_JWKS_URL", raising=False)
     with pytest.raises(ConfigError, match="SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL"):
         require_identity_config(load_settings(CommonSettings))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://127.0.0.1:8000,http://localhost:8000", ("http://127.0.0.1:8000", "http://localhost:8000")),
+        ("https://app.example.com/", ("https://app.example.com",)),
+        (' ["https://a.example.com", "https://b.example.com"] ', ("https://a.example.com", "https://b.example.com")),
+        ("", ()),
+    ],
+)
+def test_list_variables_take_the_documented_comma_form_and_json(monkeypatch, value, expected):
+    from services.realtime.config import Settings
+
+    monkeypatch.setenv("WEBSOCKET_ALLOWED_ORIGINS", value)
+    assert load_settings(Settings).allowed_origins == expected
+
+
+@pytest.mark.parametrize("value", ['["https://a.example.com"', "[1, 2]", "app.example.com"])
+def test_a_bad_list_is_one_line_naming_the_variable(monkeypatch, value):
+    from services.realtime.config import Settings
+
+    monkeypatch.setenv("WEBSOCKET_ALLOWED_ORIGINS", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Settings)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("configuration error: WEBSOCKET_ALLOWED_ORIGINS=")
