@@ -32,6 +32,10 @@ JWT_SECRET = "test-secret-" + "x" * 40
 ISSUER = "http://127.0.0.1:54321/auth/v1"
 #: Auth's scope-token signing key for the whole session (as a Kubernetes Secret would provide it).
 SCOPE_SIGNING_KEY = ScopeSigner.generate().private_pem()
+#: Every ``ServiceProcess`` log of the session, scanned for tokens at its end (tests/security/leaks.py).
+SERVICE_LOGS: list[Path] = []
+
+pytest_plugins = ["tests.security.leaks"]
 
 
 @dataclass
@@ -199,6 +203,7 @@ class ServiceProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 30.0, wait_ready: bool = True) -> ServiceProcess:
+        SERVICE_LOGS.append(self.log_path)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "liveboard", "serve", self.service, "--port", str(self.port), *self.extra_args],

@@ -31,12 +31,23 @@ def redact(text: str) -> str:
     return _DSN_PASSWORD_RE.sub(r"\1[redacted]@", text)
 
 
-def _clean(key: str, value: Any) -> Any:
+def _clean(key: str, value: Any, depth: int = 0) -> Any:
+    """A log field with credentials removed, looking into containers (a headers dict, a list of
+    values) as deep as anyone would nest them; anything else is logged as its redacted text."""
     if _SECRET_KEY_RE.search(key) and not key.endswith(("_count", "_expires_at")):
         return "[redacted]"
     if isinstance(value, str):
         return redact(value)
-    return value
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if depth < 4:
+        if isinstance(value, dict):
+            return {str(k): _clean(str(k), v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [_clean(key, item, depth + 1) for item in value]
+    if isinstance(value, bytes | bytearray):
+        return redact(bytes(value).decode("utf-8", "replace"))
+    return redact(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,7 +67,9 @@ class JsonFormatter(logging.Formatter):
             "message": redact(record.getMessage()),
             "trace_id": format(span_context.trace_id, "032x") if span_context.is_valid else None,
             "span_id": format(span_context.span_id, "016x") if span_context.is_valid else None,
-            "correlation_id": getattr(record, "correlation_id", None) or correlation_id_var.get(),
+            "correlation_id": _clean(
+                "correlation_id", getattr(record, "correlation_id", None) or correlation_id_var.get()
+            ),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and key not in entry and not key.startswith("_"):
