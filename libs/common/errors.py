@@ -29,7 +29,15 @@ STATUS_BY_CODE: dict[str, int] = {
 
 
 class ApiError(Exception):
-    """An error the client is meant to see: a contract code, a message, optional details."""
+    """An error the client is meant to see: a contract code, a message, optional details.
+
+    ``audit`` is for the audit log only, never for the client: set by ``hidden`` on a
+    ``not_found`` that hides something the caller may not see, so the refusal is still recorded.
+    """
+
+    audit: dict[str, Any] | None = None
+    #: True once a service's audit feed recorded this refusal (a relayed error is not recorded twice).
+    reported: bool = False
 
     def __init__(self, code: str, message: str, *, status: int | None = None, **details: Any) -> None:
         if code not in STATUS_BY_CODE and status is None:
@@ -55,6 +63,24 @@ def invalid(message: str, **details: Any) -> ApiError:
 
 def not_found(what: str) -> ApiError:
     return ApiError("not_found", f"{what} not found")
+
+
+#: The one answer for a client-chosen id that is already taken, whoever took it: ids are chosen by
+#: their creator, so "taken" tells nothing about another tenant's data (docs/security.md).
+ID_TAKEN = "this id is already taken; choose another (a random UUID never collides)"
+
+
+def id_taken() -> ApiError:
+    return ApiError("conflict", ID_TAKEN)
+
+
+def hidden(what: str, organization_id: str, **data: Any) -> ApiError:
+    """The answer for something that exists but the caller may not see: exactly the ``not_found``
+    of a missing one (no existence oracle), recorded as a ``not_visible`` refusal in the audit log
+    of the organization that owns it."""
+    error = not_found(what)
+    error.audit = {"reason": "not_visible", "organization_id": organization_id, **data}
+    return error
 
 
 def forbidden(message: str = "not allowed") -> ApiError:

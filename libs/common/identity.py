@@ -13,8 +13,7 @@ Two tools live here because every service needs one or both:
   or HTTP), caching the answer per token until shortly before it expires, so realtime and boards
   pay for an exchange once per token rather than once per message.
 
-``refusal_event`` builds the security event a refusal becomes, so every service reports refusals
-in the same shape (audit stores them uniformly).
+``refusal_reason`` names a refusal for the security event it becomes (``libs.common.audit_feed``).
 """
 
 from __future__ import annotations
@@ -45,12 +44,11 @@ from nats.aio.client import Client as NATS
 from opentelemetry import trace
 
 from .errors import ApiError
-from .events import Envelope
 from .ids import ID_RE
 from .messaging import request as nats_request
 from .scopes import Scope, ScopeVerifier
 from .settings import CommonSettings, ConfigError
-from .subjects import AUTH_EXCHANGE, security_event
+from .subjects import AUTH_EXCHANGE
 from .tracing import inject
 
 log = logging.getLogger(__name__)
@@ -512,28 +510,6 @@ def refusal_reason(error: ApiError) -> str:
     return reason if isinstance(reason, str) and _REASON_RE.fullmatch(reason) else error.code
 
 
-def refusal_event(
-    source: str,
-    error: ApiError,
-    *,
-    ip: str | None,
-    path: str | None,
-    user_id: str | None = None,
-    organization_id: str | None = None,
-    correlation_id: str | None = None,
-) -> tuple[str, Envelope]:
-    """The JetStream subject (``security.<source>.<reason>``) and envelope for one refusal.
-
-    Never includes the token: only who (when verified), from where, on which path, and why.
-    """
-    reason = refusal_reason(error)
-    data: dict[str, Any] = {"ip": ip, "reason": reason, "path": path, "code": error.code, "source": source}
-    if organization_id is not None:
-        data["organization_id"] = organization_id
-    envelope = Envelope(event_type=f"security.{reason}", data=data, user_id=user_id, correlation_id=correlation_id)
-    return security_event(source, reason), envelope
-
-
 # --------------------------------------------------------------------------- scope client
 
 
@@ -742,5 +718,4 @@ __all__ = [
     "bearer_token",
     "check_jwks_url",
     "parse_jwk",
-    "refusal_event",
 ]

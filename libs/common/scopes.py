@@ -5,7 +5,12 @@ organizations (role, divisions). Other services verify it against auth's publish
 decide with ``Scope``'s methods, so "who may do what" is written once, here.
 
 Roles (CONTRACT §3): viewer reads; member reads and writes boards; admin also manages members,
-reads the audit log and broadcasts; owner everything.
+reads the audit log, broadcasts and deletes boards; owner everything.
+
+Admin and owner are organization-wide roles: auth refuses to store them with a division list, and
+a membership that has one anyway (written before that rule) confers no admin rights here — so a
+division-limited admin can never read the whole organization's audit log or widen their own
+access (docs/security.md).
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ class Scope:
     organizations: tuple[OrgMembership, ...] = ()
     service: bool = False
     expires_at: int = 0
+    #: The user's membership version when auth issued the scope (claim ``mv``): a scope older than
+    #: a version announced on ``auth.membership.changed.<user>`` is stale (``access.Revocations``).
+    version: int = 0
 
     def membership(self, organization_id: str) -> OrgMembership | None:
         return next((m for m in self.organizations if m.id == organization_id), None)
@@ -74,11 +82,16 @@ class Scope:
         return self._at_least(organization_id, division_id, "member")
 
     def can_admin(self, organization_id: str) -> bool:
-        """Manage members, read the audit log, broadcast: admins of the whole organization."""
+        """Manage members, read the audit log, broadcast, delete boards: admins and owners of the
+        whole organization (a division list on an admin membership withholds these rights)."""
         if self.service:
             return True
         member = self.membership(organization_id)
-        return member is not None and _RANK[member.role] >= _RANK["admin"]
+        return member is not None and _RANK[member.role] >= _RANK["admin"] and member.divisions is None
+
+    def require_admin(self, organization_id: str, what: str) -> None:
+        if not self.can_admin(organization_id):
+            raise ApiError("forbidden", f"{what} needs the organization's admin or owner role")
 
     def require_read(self, organization_id: str, division_id: str | None = None) -> None:
         if not self.can_read(organization_id, division_id):
@@ -96,6 +109,7 @@ class Scope:
             "email": self.email,
             "role": self.role,
             "organizations": [m.to_dict() for m in self.organizations],
+            "mv": self.version,
         }
 
     @classmethod
@@ -111,6 +125,7 @@ class Scope:
             organizations=orgs,
             service=claims.get("role") == "service_role",
             expires_at=int(claims.get("exp", 0)),
+            version=int(claims.get("mv") or 0),
         )
 
 

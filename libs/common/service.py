@@ -14,6 +14,7 @@ from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import Gauge
 
+from .audit_feed import audit_feed_ctx, report_refusals
 from .db import PG_POOL, pg_pool_ctx, pg_ready
 from .messaging import NATS_CLIENT, nats_ctx
 from .settings import CommonSettings, ConfigError
@@ -59,9 +60,12 @@ def service_app(
         ServiceInfo(name, description=description),
         provider.get_tracer(f"liveboard.{name}"),
         client_max_size=client_max_size,
+        middlewares=[report_refusals],
+        trusted_proxies=settings.trusted_networks,
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(nats_ctx(settings.nats_url, f"liveboard-{name}"))
+    app.cleanup_ctx.append(audit_feed_ctx(name, settings))
     readiness = app[READINESS]
 
     async def nats_ok() -> bool:

@@ -15,6 +15,8 @@ from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, fiel
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from .forwarded import Network, parse_networks
+
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 #: Field names whose values must never be echoed back in an error message or a log line.
@@ -81,16 +83,35 @@ class CommonSettings(BaseSettings):
     jwt_leeway_seconds: int = env("SUPABASE_JWT_LEEWAY", default=30, ge=0, le=300)
     auth_service_url: str = env("AUTH_SERVICE_URL", default="http://127.0.0.1:8001")
     boards_service_url: str = env("BOARDS_SERVICE_URL", default="http://127.0.0.1:8002")
+    #: Where auth publishes the scope-token keys; default ``{AUTH_SERVICE_URL}/.well-known/jwks.json``.
+    auth_jwks_url: str | None = env("AUTH_JWKS_URL", default=None)
     otel_service_name: str | None = env("OTEL_SERVICE_NAME", default=None)
     otel_exporter_otlp_endpoint: str | None = env("OTEL_EXPORTER_OTLP_ENDPOINT", default=None)
     trace_file: str | None = env("LIVEBOARD_TRACE_FILE", default=None)
     shutdown_timeout: float = env("LIVEBOARD_SHUTDOWN_TIMEOUT", default=10.0, gt=0)
     event_loop: Literal["uvloop", "asyncio"] = env("LIVEBOARD_EVENT_LOOP", default="uvloop")
+    #: Proxies (addresses or CIDRs) whose X-Forwarded-For / Forwarded name the client; empty:
+    #: nobody's, the TCP peer is the client (libs/common/forwarded.py).
+    trusted_proxies: StrList = env("TRUSTED_PROXIES", default=())
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)  # raises ValueError naming the bad entry
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
+
+    @property
+    def scope_jwks_url(self) -> str:
+        return self.auth_jwks_url or f"{self.auth_service_url.rstrip('/')}/.well-known/jwks.json"
 
     @property
     def tracer_service_name(self) -> str:

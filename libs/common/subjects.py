@@ -19,6 +19,9 @@ STREAMS: dict[str, tuple[str, ...]] = {
 
 #: Request/reply: Supabase token -> scope token (same body as ``POST /v1/token/exchange``).
 AUTH_EXCHANGE = "auth.v1.exchange"
+#: Request/reply, boards -> auth: does a division belong to an organization, which users may read
+#: it (``services/auth/directory.py``). Only boards may ask (NATS permissions).
+AUTH_DIRECTORY = "auth.v1.directory"
 #: Published by auth whenever a user's memberships change.
 MEMBERSHIP_CHANGED_WILDCARD = "auth.membership.changed.*"
 

@@ -1,5 +1,6 @@
-"""aiohttp building blocks every service shares: JSON errors, correlation ids, health, readiness,
-Prometheus metrics, the OpenAPI document, and the ``run`` entry used by ``liveboard serve``.
+"""aiohttp building blocks every service shares: the client address, JSON errors, correlation ids,
+health, readiness, Prometheus metrics, the OpenAPI document, and the ``run`` entry used by
+``liveboard serve``.
 
 A service's app factory calls ``base_app`` and adds its own routes and ``cleanup_ctx`` resources;
 readiness checks are registered by the code that owns the dependency (NATS, the pool).
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from .correlation import (
     new_correlation_id,
 )
 from .errors import ApiError
+from .forwarded import Network, client_address
 from .tracing import continued
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,21 @@ _HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+def client_address_middleware(trusted: Sequence[Network]) -> Callable:
+    """``request.remote`` becomes the client address that ``trusted`` proxies forwarded
+    (``libs/common/forwarded.py``), for every handler, middleware and python-socketio alike."""
+    trusted = tuple(trusted)
+
+    @web.middleware
+    async def client_address_mw(request: web.Request, handler: Callable) -> web.StreamResponse:
+        client = client_address(request.remote, request.headers, trusted)
+        if client is not None and client != request.remote:
+            request = request.clone(remote=client)
+        return await handler(request)
+
+    return client_address_mw
 
 
 @web.middleware
@@ -316,12 +333,20 @@ def base_app(
     *,
     client_max_size: int = 1 << 20,
     middlewares: list[Callable] | None = None,
+    trusted_proxies: Sequence[Network] = (),
 ) -> web.Application:
-    """An application with the shared middlewares and endpoints; the service adds the rest."""
+    """An application with the shared middlewares and endpoints; the service adds the rest.
+
+    ``trusted_proxies``: the networks whose X-Forwarded-For / Forwarded are believed
+    (``TRUSTED_PROXIES``); empty, the TCP peer is the client and no header is read.
+    """
     registry = CollectorRegistry()
+    # Outermost first: the client address before anything reads it (audit refusals, limits);
+    # metrics see the final status; errors are rendered inside the request span.
+    forwarded = [client_address_middleware(trusted_proxies)] if trusted_proxies else []
     app = web.Application(
-        # Outermost first: metrics see the final status; errors are rendered inside the request span.
         middlewares=[
+            *forwarded,
             metrics_middleware_factory(registry),
             correlation_middleware,
             error_middleware,

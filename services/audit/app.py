@@ -16,17 +16,16 @@ from pathlib import Path
 
 from aiohttp import web
 
+from libs.common.access import Access
 from libs.common.db import PG_POOL
-from libs.common.identity import ScopeClient
 from libs.common.messaging import JETSTREAM, NATS_CLIENT
-from libs.common.scopes import ScopeVerifier
 from libs.common.service import service_app
 from libs.common.settings import CommonSettings, env, load_settings
 from libs.common.subjects import BOARD_EVENTS_STREAM, BOARD_EVENTS_WILDCARD, SECURITY_STREAM, SECURITY_WILDCARDS
 from libs.common.web import METRICS, SETTINGS, TRACER
 
 from . import chain
-from .access import ACCESS, Access
+from .access import ACCESS
 from .consumer import AuditConsumer, ConsumerSpec
 from .handlers import add_routes
 from .metrics import AUDIT_METRICS, AuditMetrics
@@ -45,12 +44,6 @@ class Settings(CommonSettings):
     audit_lag_interval: float = env("AUDIT_LAG_INTERVAL", default=5.0, gt=0)
     #: Seconds before JetStream redelivers a message a crashed replica had fetched but not acked.
     audit_ack_wait: float = env("AUDIT_ACK_WAIT", default=30.0, ge=1)
-    #: Where auth publishes the scope-token keys; default ``{AUTH_SERVICE_URL}/.well-known/jwks.json``.
-    auth_jwks_url: str | None = env("AUTH_JWKS_URL", default=None)
-
-    @property
-    def jwks_url(self) -> str:
-        return self.auth_jwks_url or f"{self.auth_service_url.rstrip('/')}/.well-known/jwks.json"
 
 
 CONSUMERS = web.AppKey("audit_consumers", list)
@@ -89,15 +82,15 @@ async def consumers_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def user_scopes_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Let plain Supabase user tokens in: auth exchanges them (NATS, else HTTP) for a scope."""
+async def access_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Token verification (scope tokens, Supabase user tokens via auth, service_role), following
+    membership changes so a demoted admin loses the log within a second."""
     settings: Settings = app[SETTINGS]  # type: ignore[assignment]
-    access = app[ACCESS]
-    client = ScopeClient(settings.auth_service_url, nats=app[NATS_CLIENT], tracer=app[TRACER], verifier=access.verifier)
-    access.users = client
+    access = Access.from_settings(settings, nats=app[NATS_CLIENT], tracer=app[TRACER])
+    await access.follow_membership_changes(app[NATS_CLIENT])
+    app[ACCESS] = access
     yield
-    access.users = None
-    await client.close()
+    await access.close()
 
 
 async def stop_fetching(app: web.Application) -> None:
@@ -161,12 +154,7 @@ def create_app(settings: Settings | None = None, *, make_global_tracer: bool = F
         make_global_tracer=make_global_tracer,
     )
     app[AUDIT_METRICS] = AuditMetrics.register(app[METRICS])
-    app[ACCESS] = Access(
-        ScopeVerifier(settings.jwks_url),
-        service_secret=settings.supabase_jwt_secret,
-        leeway=settings.jwt_leeway_seconds,
-    )
-    app.cleanup_ctx.append(user_scopes_ctx)
+    app.cleanup_ctx.append(access_ctx)
     app.cleanup_ctx.append(consumers_ctx)
     app.cleanup_ctx.append(periodic("consumer-lag", lambda s: s.audit_lag_interval, refresh_lag))
     app.cleanup_ctx.append(periodic("retention", lambda s: s.audit_retention_interval, apply_retention))

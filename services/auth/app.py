@@ -14,15 +14,11 @@ from aiohttp import web
 
 from libs.common.errors import ApiError
 from libs.common.identity import SupabaseVerifier
-from libs.common.messaging import JETSTREAM, declare_stream
 from libs.common.service import service_app
 from libs.common.settings import load_settings
-from libs.common.subjects import SECURITY_STREAM
-from libs.common.web import METRICS, TRACER
 
 from .config import Settings
-from .events import RefusalReporter
-from .handlers import add_routes, report_refusals
+from .handlers import add_routes
 from .responder import exchange_responder
 from .state import AUTH, AuthState
 from .tokens import load_signer
@@ -47,24 +43,11 @@ def create_app(settings: Settings | None = None, *, make_global_tracer: bool = F
         description="Identity, organizations, memberships and scope tokens.",
         make_global_tracer=make_global_tracer,
     )
-    app.middlewares.append(report_refusals)
     app[AUTH] = state
     add_routes(app)
-    app.cleanup_ctx.append(security_events)
     app.cleanup_ctx.append(exchange_responder)
     app.cleanup_ctx.append(jwks_prefetch)
     return app
-
-
-async def security_events(app: web.Application) -> AsyncIterator[None]:
-    """Declare ``SECURITY_EVENTS`` and run the refusal publisher."""
-    settings = app[AUTH].settings
-    await declare_stream(app[JETSTREAM], SECURITY_STREAM, replicas=settings.nats_stream_replicas)
-    reporter = RefusalReporter(app[JETSTREAM], app[TRACER], app[METRICS])
-    reporter.start()
-    app[AUTH].refusals = reporter
-    yield
-    await reporter.stop()
 
 
 async def jwks_prefetch(app: web.Application) -> AsyncIterator[None]:

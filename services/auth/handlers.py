@@ -1,20 +1,21 @@
 """Auth's HTTP API (CONTRACT §3): token exchange, scope-token keys, organizations and memberships.
 
 Handlers are thin: authenticate, validate the body, run one transaction from ``memberships``,
-announce what changed after commit, answer. Refusals are reported by ``report_refusals``.
+announce what changed after commit, answer. Refusals are reported by the shared
+``libs.common.audit_feed.report_refusals`` middleware.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from libs.common.audit_feed import CALLER_ID
 from libs.common.db import PG_POOL
 from libs.common.errors import ApiError
-from libs.common.identity import Identity, TokenRejected, bearer_token
+from libs.common.identity import Identity, bearer_token
 from libs.common.ids import ID_PATTERN, ID_RE
 from libs.common.messaging import NATS_CLIENT
 from libs.common.web import TRACER, documented, json_response, read_json
@@ -65,6 +66,8 @@ async def authenticate(request: web.Request) -> Identity:
     """The verified Supabase caller (user or service_role key), remembered for refusal reports."""
     identity = await request.app[AUTH].verifier.verify(bearer_token(request.headers))
     request[IDENTITY] = identity
+    if identity.sub:
+        request[CALLER_ID] = identity.sub
     return identity
 
 
@@ -168,27 +171,6 @@ async def list_members(request: web.Request) -> web.Response:
     async with request.app[PG_POOL].acquire() as conn:
         members = await memberships.list_members(conn, caller, organization_id)
     return json_response({"organization_id": organization_id, "members": members})
-
-
-@web.middleware
-async def report_refusals(request: web.Request, handler: Callable) -> web.StreamResponse:
-    """Every 401/403 becomes a ``security.auth.<reason>`` event (never carrying the token)."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        reporter = request.app[AUTH].refusals
-        if exc.status in (401, 403) and reporter is not None:
-            identity = request.get(IDENTITY)
-            user_id = exc.user_id if isinstance(exc, TokenRejected) else (identity.sub if identity else None)
-            organization_id = request.match_info.get("org")
-            reporter.report(
-                exc,
-                ip=request.remote,
-                path=request.path,
-                user_id=user_id,
-                organization_id=organization_id if organization_id and _ID_RE.fullmatch(organization_id) else None,
-            )
-        raise
 
 
 def add_routes(app: web.Application) -> None:

@@ -7,6 +7,12 @@ Rules (CONTRACT §3, §7):
   so ids of other tenants' organizations are not probed one 404 at a time.
 * An admin cannot grant ``owner``, nor change or remove an owner. The last owner stays: they
   cannot be removed or demoted (409), so an organization created by a user is never orphaned.
+* Admin and owner are organization-wide roles: a membership with one of them and a division list
+  is refused (400), and a stored one (from before that rule) manages nothing. So no change can
+  give anyone more than the organization-wide admin who made it holds, and nobody limited to
+  divisions can lift their own limit.
+* Every change bumps the user's membership version (``member_versions``) in the same
+  transaction; scope tokens carry it, so services refuse tokens issued before the change.
 * A change takes the organization's row lock for its transaction, so concurrent changes to one
   organization are serialized (two owners cannot demote each other to zero owners).
 * Creating with an explicit id that exists with the same content returns it (200, not created);
@@ -21,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from libs.common.errors import ApiError, not_found
+from libs.common.errors import ApiError, id_taken, not_found
 from libs.common.identity import Identity
 from libs.common.scopes import OrgMembership
 
@@ -85,14 +91,26 @@ async def manager_of(
         if not exists:
             raise not_found("organization")
         return Manager(None, "service_role")
-    role = None
+    row = None
     if exists:
-        role = await conn.fetchval(
-            "SELECT role FROM members WHERE organization_id = $1 AND user_id = $2", organization_id, caller.sub
+        row = await conn.fetchrow(
+            "SELECT role, divisions FROM members WHERE organization_id = $1 AND user_id = $2",
+            organization_id,
+            caller.sub,
         )
-    if role not in MANAGERS:
+    if row is None or row["role"] not in MANAGERS or row["divisions"] is not None:
         raise _forbidden("only this organization's owners and admins may do this", "not_org_admin")
-    return Manager(caller.sub, role)
+    return Manager(caller.sub, row["role"])
+
+
+async def bump_version(conn: asyncpg.Connection, user_id: str) -> int:
+    """The user's next membership version (call inside the transaction that changes them)."""
+    return await conn.fetchval(
+        """INSERT INTO member_versions (user_id, version) VALUES ($1, 1)
+           ON CONFLICT (user_id) DO UPDATE SET version = member_versions.version + 1
+           RETURNING version""",
+        user_id,
+    )
 
 
 async def create_organization(
@@ -114,10 +132,10 @@ async def create_organization(
                 role = await conn.fetchval(
                     "SELECT role FROM members WHERE organization_id = $1 AND user_id = $2", organization_id, caller.sub
                 )
-                if role not in MANAGERS:  # someone else's organization: say only that the id is taken
-                    raise ApiError("conflict", "an organization with this id already exists")
+                if role not in MANAGERS:  # someone else's organization: the same answer as any taken id
+                    raise id_taken()
             if existing is None or existing["name"] != name:
-                raise ApiError("conflict", "an organization with this id exists with different content")
+                raise id_taken()
             return organization_body(existing), False, []
         changes: list[MembershipChange] = []
         if not caller.service:
@@ -128,7 +146,8 @@ async def create_organization(
                 caller.sub,
                 caller.email,
             )
-            changes.append(MembershipChange(caller.sub, organization_id, "owner", None, "upserted"))
+            version = await bump_version(conn, caller.sub)
+            changes.append(MembershipChange(caller.sub, organization_id, "owner", None, "upserted", version))
         return organization_body(row), True, changes
 
 
@@ -173,7 +192,7 @@ async def create_division(
             "SELECT * FROM divisions WHERE organization_id = $1 AND id = $2", organization_id, division_id
         )
         if existing["name"] != name:
-            raise ApiError("conflict", "a division with this id exists with different content")
+            raise id_taken()
         return division_body(existing), False
 
 
@@ -238,6 +257,12 @@ async def put_member(
                 raise ApiError(
                     "conflict", "the last owner cannot be demoted; make someone else owner first", reason="last_owner"
                 )
+        if divisions is not None and role in MANAGERS:
+            raise ApiError(
+                "invalid_payload",
+                f"{role} is an organization-wide role: omit divisions (limit a member or viewer instead)",
+                reason="division_limited_admin",
+            )
         if divisions is not None:
             await _check_divisions(conn, organization_id, divisions)
         if not email_given:
@@ -258,7 +283,8 @@ async def put_member(
             divisions,
             email,
         )
-        change = MembershipChange(user_id, organization_id, role, divisions, "upserted")
+        version = await bump_version(conn, user_id)
+        change = MembershipChange(user_id, organization_id, role, divisions, "upserted", version)
         return member_body(row), existing is None, change
 
 
@@ -280,7 +306,8 @@ async def remove_member(
                     "conflict", "the last owner cannot be removed; make someone else owner first", reason="last_owner"
                 )
         await conn.execute("DELETE FROM members WHERE organization_id = $1 AND user_id = $2", organization_id, user_id)
-        return MembershipChange(user_id, organization_id, None, None, "removed")
+        version = await bump_version(conn, user_id)
+        return MembershipChange(user_id, organization_id, None, None, "removed", version)
 
 
 async def list_members(conn: asyncpg.Connection, caller: Identity, organization_id: str) -> list[dict[str, Any]]:
@@ -289,14 +316,19 @@ async def list_members(conn: asyncpg.Connection, caller: Identity, organization_
     return [member_body(row) for row in rows]
 
 
-async def memberships_of(conn: asyncpg.Connection, user_id: str) -> tuple[OrgMembership, ...]:
-    """What goes into a user's scope token: every organization they belong to, role, divisions."""
-    rows = await conn.fetch(
-        "SELECT organization_id, role, divisions FROM members WHERE user_id = $1 ORDER BY organization_id", user_id
-    )
-    return tuple(
+async def memberships_of(conn: asyncpg.Connection, user_id: str) -> tuple[tuple[OrgMembership, ...], int]:
+    """What goes into a user's scope token: every organization they belong to (role, divisions)
+    and their membership version, read as of one moment."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            "SELECT organization_id, role, divisions FROM members WHERE user_id = $1 ORDER BY organization_id",
+            user_id,
+        )
+        version = await conn.fetchval("SELECT version FROM member_versions WHERE user_id = $1", user_id)
+    memberships = tuple(
         OrgMembership(
             row["organization_id"], row["role"], tuple(row["divisions"]) if row["divisions"] is not None else None
         )
         for row in rows
     )
+    return memberships, version or 0

@@ -10,7 +10,6 @@ from libs.common.identity import Identity, SupabaseVerifier
 from libs.common.scopes import ScopeSigner
 
 from .config import Settings
-from .events import RefusalReporter
 
 
 @dataclass
@@ -18,8 +17,6 @@ class AuthState:
     settings: Settings
     verifier: SupabaseVerifier
     signer: ScopeSigner
-    #: Set once JetStream is reachable at start-up.
-    refusals: RefusalReporter | None = None
 
 
 AUTH = web.AppKey("auth_state", AuthState)

@@ -72,9 +72,14 @@ async def exchange(state: AuthState, pool: asyncpg.Pool, supabase_token: str) ->
     identity = await state.verifier.verify(supabase_token)
     user_id = identity.require_user()
     async with pool.acquire() as conn:
-        organizations = await memberships_of(conn, user_id)
+        organizations, version = await memberships_of(conn, user_id)
     expires_at = min(int(time.time()) + state.settings.auth_scope_token_ttl, identity.expires_at)
     scope = Scope(
-        sub=user_id, email=identity.email, role=identity.role, organizations=organizations, expires_at=expires_at
+        sub=user_id,
+        email=identity.email,
+        role=identity.role,
+        organizations=organizations,
+        expires_at=expires_at,
+        version=version,
     )
     return {"scope_token": state.signer.sign(scope, expires_at), "expires_at": expires_at, "claims": scope.to_claims()}

@@ -17,7 +17,7 @@ import asyncpg
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
-from libs.common.errors import ApiError, invalid, not_found
+from libs.common.errors import ApiError, id_taken, invalid, not_found
 from libs.common.events import BOARD_EVENT_TYPES
 
 from . import ordering, payloads
@@ -25,6 +25,7 @@ from .mutation import AfterCommit, Applied, Caller, Mutations, Target, Tx
 from .placement import MOVE_READ, Neighbours, place_card, place_column, respread_columns
 from .queries import card_position, column_position, snapshot_of
 from .records import BOARD_COLUMNS, CARD_FIELDS, COLUMN_FIELDS, board_json, card_json, column_json, comment_json
+from .references import References
 
 #: Every event type boards emits (the schemas in ``event_schemas`` must cover exactly these).
 EVENT_TYPES = BOARD_EVENT_TYPES
@@ -68,16 +69,23 @@ class Actions:
         rank_max_length: int = ordering.DEFAULT_MAX_LENGTH,
         after_commit: list[AfterCommit] | None = None,
         registry: CollectorRegistry | None = None,
+        references: References,
     ) -> None:
         self.mutations = Mutations(pool, tracer, after_commit=after_commit, registry=registry)
         self.rank_max_length = rank_max_length
+        self.references = references
+
+    async def _check_assignees(self, tx: Tx, assignee_ids: list[str]) -> None:
+        await self.references.check_assignees(tx.board["organization_id"], tx.board["division_id"], assignee_ids)
 
     # --- boards -----------------------------------------------------------------------------
 
     async def create_board(self, caller: Caller, cmd: payloads.CreateBoard) -> Applied:
         """``board_created`` (seq 1) with the snapshot; an existing id with the same content is
-        returned as it is now (``created`` false), with other content it is a ``conflict``."""
+        returned as it is now (``created`` false), with other content it is a ``conflict``. The
+        division must be one of the organization's (asked of auth)."""
         caller.scope.require_write(cmd.organization_id, cmd.division_id)
+        await self.references.check_division(cmd.organization_id, cmd.division_id)
         board_id = cmd.id or _new_id()
 
         async def body(tx: Tx) -> dict[str, Any] | None:
@@ -127,7 +135,7 @@ class Actions:
             and [column["name"] for column in created["columns"]] == list(cmd.columns)
         )
         if not same:
-            raise ApiError("conflict", "a board with this id exists with different content")
+            raise id_taken()
         tx.board = dict(row)
         return await snapshot_of(tx.conn, row)
 
@@ -148,9 +156,11 @@ class Actions:
         )
 
     async def delete_board(self, caller: Caller, board_id: str) -> Applied:
-        """Soft delete: the row and its event log stay (audit, catch-up); reads say ``not_found``."""
+        """Soft delete: the row and its event log stay (audit, catch-up); reads say ``not_found``.
+        Destructive for everyone on the board, so it takes the organization's admin or owner."""
 
         async def body(tx: Tx) -> None:
+            tx.caller.scope.require_admin(tx.board["organization_id"], "deleting a board")
             await tx.conn.execute("UPDATE kanban_boards SET deleted_at = $2 WHERE id = $1", tx.board_id, tx.now)
             tx.emit("board_deleted", {"board_id": tx.board_id, "deleted_by": tx.caller.who()})
 
@@ -165,7 +175,7 @@ class Actions:
             existing = await tx.conn.fetchrow(f"SELECT {COLUMN_FIELDS} FROM kanban_columns WHERE id = $1", column_id)
             if existing is not None:
                 if existing["board_id"] != tx.board_id or existing["name"] != cmd.name:
-                    raise ApiError("conflict", "a column with this id exists with different content")
+                    raise id_taken()
                 position = await column_position(tx.conn, tx.board_id, existing["rank"])
                 return {"column": column_json(existing, position), "seq": tx.board["seq"]}
             count = await tx.conn.fetchval("SELECT count(*) FROM kanban_columns WHERE board_id = $1", tx.board_id)
@@ -261,9 +271,10 @@ class Actions:
                     cmd.description,
                 )
                 if not same:
-                    raise ApiError("conflict", "a task with this id exists with different content")
+                    raise id_taken()
                 return {"task": await _card_out(tx, existing), "seq": tx.board["seq"]}
             await _column(tx, cmd.column_id)
+            await self._check_assignees(tx, cmd.assignee_ids)
             wanted = cmd.position if cmd.position is not None else 2**31 - 1
             placement = await place_card(tx.conn, cmd.column_id, wanted, max_length=self.rank_max_length)
             if placement.rebalanced is not None:
@@ -439,6 +450,7 @@ class Actions:
 
         async def body(tx: Tx) -> None:
             await _card(tx, task_id)
+            await self._check_assignees(tx, cmd.assignee_ids)
             row = await tx.conn.fetchrow(
                 f"""UPDATE kanban_cards SET assignee_ids = $2, version = version + 1, updated_at = $3
                     WHERE id = $1 RETURNING {CARD_FIELDS}""",

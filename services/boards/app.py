@@ -17,10 +17,9 @@ import asyncpg
 from aiohttp import web
 from pydantic import ValidationInfo, field_validator
 
+from libs.common.audit_feed import AUDIT_FEED
 from libs.common.db import PG_POOL
-from libs.common.identity import ScopeClient
 from libs.common.messaging import NATS_CLIENT
-from libs.common.scopes import ScopeVerifier
 from libs.common.service import service_app
 from libs.common.settings import CommonSettings, env, load_settings
 from libs.common.web import METRICS, TRACER
@@ -33,13 +32,13 @@ from .nats_api import NatsApi
 from .ordering import DEFAULT_MAX_LENGTH
 from .outbox import Outbox, OutboxConfig
 from .queries import Queries
+from .references import References
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 OUTBOX = web.AppKey("boards_outbox", Outbox)
 
 
 class Settings(CommonSettings):
-    auth_jwks_url: str | None = env("AUTH_JWKS_URL", default=None)
     pool_size: int = env("BOARDS_POOL_SIZE", default=20, ge=2, le=500)
     event_retention_days: float | None = env("BOARDS_EVENT_RETENTION_DAYS", default=None, gt=0)
     client_op_retention_hours: float = env("BOARDS_CLIENT_OP_RETENTION_HOURS", default=168.0, gt=0)
@@ -55,11 +54,6 @@ class Settings(CommonSettings):
         if value and not info.data.get("test_hooks"):
             raise ValueError("is a test-only crash hook and requires LIVEBOARD_TEST_HOOKS=1")
         return value
-
-    @property
-    def scope_jwks_url(self) -> str:
-        """Where auth publishes the scope-token keys (``AUTH_JWKS_URL`` overrides)."""
-        return self.auth_jwks_url or f"{self.auth_service_url.rstrip('/')}/.well-known/jwks.json"
 
 
 def boards_ctx(settings: Settings) -> Any:
@@ -82,22 +76,27 @@ def boards_ctx(settings: Settings) -> Any:
         if settings.fault_exit_after_commit:
             hooks.insert(0, exit_after_commits(settings.fault_exit_after_commit))
         actions = Actions(
-            pool, tracer, rank_max_length=settings.rank_max_length, after_commit=hooks, registry=app[METRICS]
+            pool,
+            tracer,
+            rank_max_length=settings.rank_max_length,
+            after_commit=hooks,
+            registry=app[METRICS],
+            references=References(lambda: client, tracer),
         )
         queries = Queries(pool)
-        exchanger = ScopeClient(settings.auth_service_url, nats=client, tracer=tracer)
-        access = Access(ScopeVerifier(settings.scope_jwks_url), exchanger)
+        access = Access.from_settings(settings, nats=client, tracer=tracer)
+        await access.follow_membership_changes(client)
         app[ACTIONS], app[QUERIES], app[ACCESS], app[OUTBOX] = actions, queries, access, outbox
         await outbox.ensure_stream()  # best effort: the relay declares it later if NATS is not ready
         relay = asyncio.create_task(outbox.run(), name="boards-outbox-relay")
-        api = NatsApi(client, tracer, access, actions, queries)
+        api = NatsApi(client, tracer, access, actions, queries, feed=app[AUDIT_FEED])
         await api.start()
         yield
         await api.stop()
         relay.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay
-        await exchanger.close()
+        await access.close()
 
     return ctx
 

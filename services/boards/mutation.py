@@ -6,7 +6,8 @@
    row and then returns the stored result instead of writing again;
 2. lock the board row (``FOR UPDATE``): a board's mutations are serialized, so ``seq`` is gapless
    and every other lock a mutation takes is taken under this one (no lock-order deadlocks);
-3. check the caller's scope against the board's organization and division;
+3. check the caller's scope against the board's organization and division: a board the caller
+   may not read answers exactly like a missing one (``not_found``, no existence oracle);
 4. let the command validate and write (``Tx``), each ``emit`` taking the next ``seq``;
 5. insert the event rows, store the new ``seq``, ``NOTIFY`` the relay — same transaction;
 6. after commit, hand the events to the outbox for publishing.
@@ -39,7 +40,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from libs.common import subjects
-from libs.common.errors import ApiError, not_found
+from libs.common.errors import ApiError, hidden, not_found
 from libs.common.events import Envelope
 from libs.common.scopes import Scope
 from libs.common.tracing import current_trace_id, inject
@@ -351,6 +352,8 @@ class Mutations:
                     raise not_found(target.missing)
                 board = dict(row)
                 self._remember_owner(target, board["id"])
+                if not caller.scope.can_read(board["organization_id"], board["division_id"]):
+                    raise hidden(target.missing, board["organization_id"], board_id=board["id"])
                 tx = Tx(conn=conn, caller=caller, now=board.pop("now"), board=board)
                 caller.scope.require_write(board["organization_id"], board["division_id"])
             noop_result = await body(tx)

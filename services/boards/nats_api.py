@@ -6,7 +6,7 @@ socket event name, plus the queries ``board_access``, ``snapshot``, ``events`` a
 
 Request (JSON)::
 
-    {"token": "<scope token>", "client_op_id"?: str, "correlation_id"?: str,
+    {"token": "<scope token>", "client_op_id"?: str, "correlation_id"?: str, "ip"?: str,
      "payload": {... the socket event payload of CONTRACT §4, including board_id ...}}
 
 with the trace context in the NATS headers. Reply: ``{"ok": true, "data": ...}`` or
@@ -35,9 +35,12 @@ from opentelemetry import trace
 from pydantic import BaseModel
 
 from libs.common import subjects
+from libs.common.audit_feed import AuditFeed
 from libs.common.correlation import correlation_id_var, new_correlation_id
 from libs.common.errors import ApiError, invalid
+from libs.common.identity import TokenRejected
 from libs.common.messaging import consume_span
+from libs.common.scopes import Scope
 from libs.common.web import DEPENDENCY_ERRORS, validate
 
 from . import payloads
@@ -68,9 +71,11 @@ class NatsApi:
         actions: Actions,
         queries: Queries,
         *,
+        feed: AuditFeed | None = None,
         max_inflight: int = 64,
     ) -> None:
         self.client = client
+        self.feed = feed
         self.tracer = tracer
         self.access = access
         self.actions = actions
@@ -136,6 +141,8 @@ class NatsApi:
             self._slots.release()
 
     async def _answer(self, command: str, raw: bytes) -> dict[str, Any]:
+        request: payloads.NatsRequest | None = None
+        scope: Scope | None = None
         try:
             handler = self.handlers.get(command)
             if handler is None:
@@ -150,6 +157,11 @@ class NatsApi:
                 correlation_id_var.reset(token)
             return {"ok": True, "data": data}
         except ApiError as exc:
+            if self.feed is not None and (exc.status in (401, 403) or exc.audit is not None):
+                user_id = exc.user_id if isinstance(exc, TokenRejected) else (scope.sub if scope else None)
+                self.feed.refusal(
+                    exc, ip=request.ip if request else None, path=f"nats:boards.v1.{command}", user_id=user_id
+                )
             return {"ok": False, "error": exc.to_dict()}
         except DEPENDENCY_ERRORS as exc:
             log.warning("dependency unavailable: %s", exc, extra={"command": command})

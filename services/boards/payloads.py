@@ -247,4 +247,6 @@ class NatsRequest(Payload):
     token: Annotated[StrictStr, StringConstraints(min_length=1, max_length=16_384)]
     client_op_id: ClientOpId | None = None
     correlation_id: Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = None
+    #: The end user's address as realtime saw it (for the security event of a refusal).
+    ip: Annotated[StrictStr, StringConstraints(max_length=64)] | None = None
     payload: dict[str, Any]

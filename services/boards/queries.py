@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from libs.common.errors import ApiError, not_found
+from libs.common.errors import ApiError, hidden, not_found
 from libs.common.scopes import Scope
 
 from .records import (
@@ -50,9 +50,11 @@ async def board_row(conn: asyncpg.Connection, board_id: str) -> asyncpg.Record:
 
 
 async def readable_board(conn: asyncpg.Connection, scope: Scope, board_id: str) -> asyncpg.Record:
-    """The board, if ``scope`` may read it (``not_found`` / ``forbidden`` otherwise)."""
+    """The board, if ``scope`` may read it; ``not_found`` otherwise, the same whether it is missing
+    or another tenant's (the latter is recorded for the owner's audit log)."""
     row = await board_row(conn, board_id)
-    scope.require_read(row["organization_id"], row["division_id"])
+    if not scope.can_read(row["organization_id"], row["division_id"]):
+        raise hidden("board", row["organization_id"], board_id=board_id)
     return row
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from libs.common.identity import SupabaseVerifier
 from libs.common.service import service_app
 from libs.common.settings import load_settings
 from libs.common.web import METRICS, TRACER, UNTRACED_PREFIXES
@@ -33,13 +31,6 @@ def create_app(settings: Settings | None = None, *, make_global_tracer: bool = F
     server = WebSocketServer(settings, app[TRACER], app[METRICS])
     app[http_api.WS_SERVER] = server
     server.attach(app)
-
-    async def verifier_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[http_api.VERIFIER] = SupabaseVerifier.from_settings(settings)
-        yield
-        await app[http_api.VERIFIER].close()
-
-    app.cleanup_ctx.append(verifier_ctx)
     http_api.add_routes(app)
     demo.add_routes(app)
     return app

@@ -54,8 +54,10 @@ class BoardsClient:
         *,
         client_op_id: str | None = None,
         correlation_id: str | None = None,
+        ip: str | None = None,
     ) -> Any:
-        """Boards' ``data`` for ``command``, or the ``ApiError`` it answered with."""
+        """Boards' ``data`` for ``command``, or the ``ApiError`` it answered with. ``ip`` is the
+        end user's address, for the security event if boards refuses."""
         client = self._nats()
         if client is None or not client.is_connected:
             raise ApiError("unavailable", "boards is unreachable (no NATS connection)")
@@ -64,6 +66,8 @@ class BoardsClient:
             body["client_op_id"] = client_op_id
         if correlation_id is not None:
             body["correlation_id"] = correlation_id
+        if ip is not None:
+            body["ip"] = ip
         try:
             reply = await request(
                 client,
@@ -90,7 +94,9 @@ class BoardsClient:
         if code not in STATUS_BY_CODE:  # a code this contract does not know: report it as internal
             raise ApiError("internal", str(error.get("message", "boards failed")))
         details = {k: v for k, v in error.items() if k not in ("code", "message")}
-        raise ApiError(code, error.get("message", "boards refused the request"), **details)
+        refused = ApiError(code, error.get("message", "boards refused the request"), **details)
+        refused.reported = True  # boards recorded it in the audit log already
+        raise refused
 
     async def access(self, token: str, board_id: str, correlation_id: str | None = None) -> dict[str, Any]:
         return await self.call("board_access", token, {"board_id": board_id}, correlation_id=correlation_id)

@@ -12,8 +12,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from libs.common.audit_feed import CALLER_ID
 from libs.common.errors import ApiError
-from libs.common.identity import SupabaseVerifier, bearer_token
+from libs.common.identity import bearer_token
 from libs.common.messaging import NATS_CLIENT
 from libs.common.web import documented, json_response, read_json
 
@@ -22,7 +23,6 @@ from .rooms import room_kind, room_organization
 from .server import RESERVED_EVENTS, WebSocketServer
 
 WS_SERVER = web.AppKey("websocket_server", WebSocketServer)
-VERIFIER = web.AppKey("supabase_verifier", SupabaseVerifier)
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,11 @@ class Admin:
 
 
 async def admin_of(request: web.Request) -> Admin:
-    token = bearer_token(request.headers)
-    identity = await request.app[VERIFIER].verify(token)
-    if identity.service:
+    scope = await request.app[WS_SERVER].access.scope(bearer_token(request.headers), service_role=True)
+    if scope.sub:
+        request[CALLER_ID] = scope.sub
+    if scope.service:
         return Admin(None)
-    identity.require_user()
-    _, scope = await request.app[WS_SERVER].scopes.scope_for(token)
     orgs = frozenset(m.id for m in scope.organizations if scope.can_admin(m.id))
     if not orgs:
         raise ApiError("forbidden", "organization admins only")

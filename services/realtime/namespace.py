@@ -8,7 +8,6 @@ once, in ``trigger_event``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from libs.common.tracing import continued
 from . import payloads
 from .boards_client import MUTATIONS
 from .limits import MessageLimiter
-from .rooms import Session, division_room, org_room, user_room
+from .rooms import Session, user_room
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -55,6 +54,10 @@ def _refuse(code: str, message: str) -> SocketRefused:
 
 
 def _client_ip(environ: dict[str, Any]) -> str:
+    """The client's address: ``request.remote`` of the handshake request, which the shared
+    middleware has already set from trusted proxies' headers (``TRUSTED_PROXIES``,
+    libs/common/forwarded.py), for websocket and polling alike. (python-engineio's own
+    ``REMOTE_ADDR`` is always ``127.0.0.1``.)"""
     request = environ.get("aiohttp.request")
     return (request.remote if request is not None else None) or environ.get("REMOTE_ADDR") or "unknown"
 
@@ -103,7 +106,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             if session.limiter.abusive():
                 log.warning("disconnecting an abusive socket", extra={"sid": sid, "user_id": session.user_id})
                 ws.publish_security("rate_limited", session, {"sid": sid})
-                asyncio.get_running_loop().create_task(ws.sio.disconnect(sid, namespace=NAMESPACE))
+                ws.spawn(ws.sio.disconnect(sid, namespace=NAMESPACE), name="realtime-disconnect-abusive")
         else:
             session.touch()
             reply = await self._dispatch(session, event, payload_args)
@@ -142,6 +145,8 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             except ApiError as exc:
                 span.set_attribute("error.code", exc.code)
                 log.debug("socket event refused", extra={"event": event, "sid": session.sid, "code": exc.code})
+                if exc.status in (401, 403) or exc.audit is not None:
+                    self.ws.report_refusal(exc, session, event if handler else "unknown")
                 return self._error(exc)
             except Exception:
                 log.exception("socket handler failed", extra={"event": event, "sid": session.sid})
@@ -184,10 +189,11 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         ws.manager.add(session)
         await ws.sio.enter_room(sid, user_room(session.user_id or "anonymous", sid), namespace=NAMESPACE)
         session.rooms.add(user_room(session.user_id or "anonymous", sid))
-        await self._enter_org_rooms(session)
+        await ws.session_scopes.enter_org_rooms(session)
         ws.schedule_token_timers(session)
+        ws.session_scopes.schedule(session)
         ws.publish_connection("opened", session, {"organizations": [m.id for m in session.scope.organizations]})
-        asyncio.get_running_loop().create_task(self._welcome(session))
+        ws.spawn(self._welcome(session), name="realtime-welcome")
 
     async def _admit(self, sid: str, environ: dict[str, Any], auth: Any, ip: str) -> Session:
         ws, config = self.ws, self.ws.config
@@ -207,7 +213,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
                 raise _refuse("unauthorized", "a token is required (auth.token)")
             return Session(sid, None, None, ip, Scope(sub=None), "", None, float("inf"), limiter)
         try:
-            scope_token, scope = await ws.scopes.scope_for(token)
+            scope_token, scope = await ws.scopes.scope_for(token, ip=ip, path=f"socket.io:{NAMESPACE} connect")
         except ApiError as exc:
             code = exc.code if exc.code in ("unauthorized", "forbidden") else "unavailable"
             refused = _refuse(code, exc.message)
@@ -216,20 +222,6 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         if scope.sub is None:
             raise _refuse("unauthorized", "a user token is required")
         return Session(sid, scope.sub, scope.email, ip, scope, scope_token, token, token_expiry(token), limiter)
-
-    async def _enter_org_rooms(self, session: Session) -> None:
-        wanted = set()
-        for membership in session.scope.organizations:
-            wanted.add(org_room(membership.id))
-            for division in membership.divisions or ():
-                wanted.add(division_room(membership.id, division))
-        current = {r for r in session.rooms if r.startswith("org:")}
-        for room in current - wanted:
-            await self.ws.sio.leave_room(session.sid, room, namespace=NAMESPACE)
-            session.rooms.discard(room)
-        for room in wanted - current:
-            await self.ws.sio.enter_room(session.sid, room, namespace=NAMESPACE)
-            session.rooms.add(room)
 
     async def _welcome(self, session: Session) -> None:
         await self.emit(
@@ -266,21 +258,24 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         """The organization's boards this user may read (boards decides), for a board picker."""
         organization_id = payloads.require_id(data, "organization_id")
         division_id = payloads.require_id(data, "division_id", optional=True)
-        token = await self.ws.fresh_scope_token(session)
         correlation_id = correlation_id_var.get()
-        return await self.ws.boards.list_boards(token, organization_id, division_id, correlation_id=correlation_id)
+        return await self.ws.session_scopes.call(
+            session,
+            lambda token: self.ws.boards.list_boards(
+                token, organization_id, division_id, correlation_id=correlation_id
+            ),
+        )
 
     def _mutation(self, event: str) -> Any:
         async def handle(session: Session, data: dict[str, Any]) -> dict[str, Any]:
             board_id = payloads.require_id(data, "board_id")
             op_id = payloads.client_op_id(data)
-            token = await self.ws.fresh_scope_token(session)
-            result = await self.ws.boards.call(
-                event,
-                token,
-                payloads.command_payload(data),
-                client_op_id=op_id,
-                correlation_id=correlation_id_var.get(),
+            payload, correlation_id = payloads.command_payload(data), correlation_id_var.get()
+            result = await self.ws.session_scopes.call(
+                session,
+                lambda token: self.ws.boards.call(
+                    event, token, payload, client_op_id=op_id, correlation_id=correlation_id, ip=session.ip
+                ),
             )
             if isinstance(result, dict) and result.get("conflict"):
                 await self.emit(

@@ -70,6 +70,9 @@ class Session:
     boards: dict[str, str] = field(default_factory=dict)  # board_id -> organization_id
     rooms: set[str] = field(default_factory=set)
     timers: list[Any] = field(default_factory=list)
+    #: The pending scope renewal (``session_scopes``) and whether the last room check completed.
+    renewal: Any = None
+    scope_checked: bool = True
 
     def touch(self) -> None:
         self.last_seen = time.monotonic()

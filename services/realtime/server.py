@@ -27,15 +27,16 @@ from nats.aio.client import Client as NATS
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from libs.common.access import Access, membership_change
+from libs.common.audit_feed import AUDIT_FEED, AuditFeed
 from libs.common.errors import ApiError
 from libs.common.events import BOARD_EVENT_TYPES, Envelope, utc_now_iso
-from libs.common.identity import ScopeClient
-from libs.common.messaging import JETSTREAM, NATS_CLIENT, NATS_RECONNECT_HOOKS, declare_stream, js_publish
+from libs.common.identity import ScopeClient, SupabaseVerifier
+from libs.common.messaging import JETSTREAM, NATS_CLIENT, NATS_RECONNECT_HOOKS
+from libs.common.scopes import ScopeVerifier
 from libs.common.subjects import (
     MEMBERSHIP_CHANGED_WILDCARD,
-    SECURITY_STREAM,
     connection_event,
-    security_event,
 )
 from libs.common.tasks import stop_tasks
 
@@ -48,13 +49,22 @@ from .namespace import NAMESPACE, WorkspaceNamespace, token_expiry
 from .nats_manager import NatsPubSubManager
 from .presence import PRESENCE_HEARTBEAT, Awareness, PresenceStore
 from .rooms import ConnectionManager, Session, board_room, room_kind
+from .session_scopes import SessionScopes
 
 log = logging.getLogger(__name__)
 
 _ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
-#: Server → client event names an admin broadcast may not impersonate.
+#: Names the Socket.IO clients themselves use for the connection's lifecycle (socket.io-client's
+#: RESERVED_EVENTS, python-socketio's): a broadcast under one of them would reach the app's own
+#: lifecycle handlers (a forged ``connect_error`` looks like a refused connection).
+SOCKETIO_RESERVED = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener", "message"}
+)
+#: Event names an admin broadcast may not use: the clients' lifecycle names and every event the
+#: server itself sends (persisted board events, control events), so a broadcast cannot forge them.
 RESERVED_EVENTS = frozenset(
     {
+        *SOCKETIO_RESERVED,
         "connection_established",
         "resync_required",
         "task_conflict",
@@ -195,10 +205,24 @@ class WebSocketServer:
         self.presence = PresenceStore()
         self.connect_limiter = ConnectionRateLimiter(config.rate_limit_connections)
         self.scopes = ScopeClient(config.auth_service_url, tracer=tracer)  # NATS-backed once connected
+        self.access = self._access()
+        self.session_scopes = SessionScopes(self)
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = SocketMetrics.register(registry or CollectorRegistry(), self)
         self.draining = False
-        self._audit: asyncio.Queue[tuple[str, Envelope] | None] = asyncio.Queue(maxsize=10000)
-        self.audit_dropped = 0
+        #: The service's audit feed (``libs.common.audit_feed``), set once NATS is connected.
+        self.audit: AuditFeed | None = None
+
+    def _access(self) -> Access:
+        """Verifies admin REST callers; shares ``scopes`` so one membership change clears one cache."""
+        config = self.config
+        return Access(
+            ScopeVerifier(config.scope_jwks_url, leeway=config.jwt_leeway_seconds),
+            self.scopes,
+            supabase=SupabaseVerifier.from_settings(config)
+            if config.supabase_jwt_secret or config.supabase_jwks_url
+            else None,
+        )
 
     @property
     def stats(self) -> Any:
@@ -224,29 +248,27 @@ class WebSocketServer:
         self.nats = app[NATS_CLIENT]
         await self.scopes.close()
         self.scopes = ScopeClient(self.config.auth_service_url, nats=self.nats, tracer=self.tracer)
-        if self.config.audit_events:
-            with contextlib.suppress(Exception):
-                await declare_stream(app[JETSTREAM], SECURITY_STREAM, replicas=self.config.nats_stream_replicas)
-        with contextlib.suppress(Exception):  # presence degrades to local-only without JetStream KV
+        self.access = self._access()
+        self.audit = app[AUDIT_FEED]
+        try:
             await self.presence.open(self.nats, app[JETSTREAM], replicas=self.config.nats_stream_replicas)
+        except Exception as exc:  # presence degrades to this replica's sockets until NATS is back
+            log.error("presence store unavailable; presence is local to this replica: %s", exc)
         membership = await self.nats.subscribe(MEMBERSHIP_CHANGED_WILDCARD, cb=self._on_membership_changed)
         app[NATS_RECONNECT_HOOKS].append(self.feeds.resync_all)
         app[NATS_RECONNECT_HOOKS].append(self._rewatch_presence)
         tasks = [
             asyncio.create_task(self._sweep_loop(), name="realtime-sweep"),
             asyncio.create_task(self._presence_loop(), name="realtime-presence"),
-            asyncio.create_task(self._audit_loop(app), name="realtime-audit-feed"),
         ]
         yield
-        self._audit.put_nowait(None)  # lets the audit feed finish what is queued, then stop
-        await stop_tasks(tasks[:2])
-        await stop_tasks(tasks[2:], timeout=3)
+        await stop_tasks(tasks)
         await self.presence.close()
         with contextlib.suppress(Exception):
             await membership.unsubscribe()
         for board_id in list(self.feeds.feeds):
             await self.feeds.detach(board_id)
-        await self.scopes.close()
+        await self.access.close()
         await self.boards.close()
 
     async def _drain(self, app: web.Application) -> None:
@@ -309,6 +331,13 @@ class WebSocketServer:
         self.connect_limiter.sweep()
 
     async def _rewatch_presence(self) -> None:
+        if self.presence.kv is None and self.nats is not None:  # it could not be opened at start-up
+            try:
+                await self.presence.open(self.nats, self.nats.jetstream(), replicas=self.config.nats_stream_replicas)
+                log.info("presence store available again")
+            except Exception as exc:
+                log.error("presence store still unavailable: %s", exc)
+            return
         self.presence.rewatch()
 
     async def _presence_loop(self) -> None:
@@ -338,6 +367,7 @@ class WebSocketServer:
             return
         for handle in session.timers:
             handle.cancel()
+        self.session_scopes.cancel(session)
         for board_id in list(session.boards):
             await self._leave(session, board_id, notify=True)
         self.manager.remove(sid)
@@ -367,9 +397,8 @@ class WebSocketServer:
             )
         )
 
-    @staticmethod
-    def _spawn(func: Any, *args: Any) -> None:
-        asyncio.get_running_loop().create_task(func(*args))
+    def _spawn(self, func: Any, *args: Any) -> None:
+        self.spawn(func(*args))
 
     async def _token_expiring(self, session: Session) -> None:
         await self.sio.emit(
@@ -386,50 +415,57 @@ class WebSocketServer:
 
     async def fresh_scope_token(self, session: Session) -> str:
         """The session's scope token, renewed through auth when it is about to expire."""
-        if session.supabase_token is None:
-            raise ApiError("unauthorized", "this connection has no user token")
-        if session.scope.expires_at - time.time() < 10:
-            if session.expires_at <= time.time():
-                raise ApiError("unauthorized", "token expired; send refresh_token", reason="expired")
-            session.scope_token, session.scope = await self.scopes.scope_for(session.supabase_token)
-        return session.scope_token
+        return await self.session_scopes.token(session)
 
     async def refresh(self, session: Session, token: str) -> dict[str, Any]:
         scope_token, scope = await self.scopes.scope_for(token)
         if scope.sub != session.user_id:
             raise ApiError("forbidden", "refresh_token must be for the same user")
+        changed = scope.organizations != session.scope.organizations
         session.supabase_token, session.scope_token, session.scope = token, scope_token, scope
         session.expires_at = token_expiry(token)
         self.schedule_token_timers(session)
+        self.session_scopes.schedule(session)
+        if changed:
+            await self.session_scopes.recheck_rooms(session)
         return {"expires_at": session.expires_at}
 
     async def _on_membership_changed(self, msg: Any) -> None:
         """A user's access changed: renew their sockets' scope, leave boards they lost."""
-        user_id = msg.subject.rsplit(".", 1)[-1]
-        self.scopes.invalidate_user(user_id)
-        namespace = self.sio.namespace_handlers[NAMESPACE]
-        for session in self.manager.sessions_of_user(user_id):
-            if session.supabase_token is None:
-                continue
-            try:
-                session.scope_token, session.scope = await self.scopes.scope_for(session.supabase_token)
-            except ApiError:
-                continue
-            await namespace._enter_org_rooms(session)
-            for board_id in list(session.boards):
-                try:
-                    await self.boards.access(session.scope_token, board_id)
-                except ApiError as exc:
-                    if exc.code not in ("forbidden", "not_found"):
-                        continue
-                    await self._leave(session, board_id, notify=True)
-                    await self.sio.emit(
-                        "board_access_revoked",
-                        {"board_id": board_id},
-                        to=session.sid,
-                        namespace=NAMESPACE,
-                        ignore_queue=True,
-                    )
+        change = membership_change(msg.data)
+        if change is None:
+            log.warning("ignoring a malformed membership change", extra={"subject": msg.subject})
+            return
+        await self.session_scopes.membership_changed(*change)
+
+    async def revoke_board(self, session: Session, board_id: str) -> None:
+        """Take the socket out of a board it may no longer read, and tell it so."""
+        await self._leave(session, board_id, notify=True)
+        await self.sio.emit(
+            "board_access_revoked", {"board_id": board_id}, to=session.sid, namespace=NAMESPACE, ignore_queue=True
+        )
+        self.publish_security("board_access_revoked", session, {"board_id": board_id})
+
+    async def end_session(self, session: Session, reason: str) -> None:
+        """``session_expired {reason}``, then disconnect (the client reconnects and is admitted afresh)."""
+        if self.manager.sessions.get(session.sid) is not session:
+            return
+        await self.sio.emit(
+            "session_expired", {"reason": reason}, to=session.sid, namespace=NAMESPACE, ignore_queue=True
+        )
+        await self.sio.disconnect(session.sid, namespace=NAMESPACE, ignore_queue=True)
+
+    def spawn(self, coro: Any, *, name: str | None = None) -> asyncio.Task[Any]:
+        """A background task this server keeps a reference to (and whose failure is logged)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception(), extra={"task": task.get_name()})
 
     # ------------------------------------------------------------------ boards
 
@@ -443,8 +479,8 @@ class WebSocketServer:
             raise ApiError("too_many_rooms", f"a connection may join at most {config.max_rooms_per_connection} boards")
         if self.manager.members(board_id) >= config.max_connections_per_room:
             raise ApiError("room_full", f"this board already has {config.max_connections_per_room} connections")
-        token = await self.fresh_scope_token(session)
-        access = await self.boards.access(token, board_id)
+        access = await self.session_scopes.call(session, lambda token: self.boards.access(token, board_id))
+        token = session.scope_token
         if config.validate_scope and (
             access.get("organization_id") != organization_id
             or (division_id is not None and access.get("division_id") != division_id)
@@ -551,7 +587,7 @@ class WebSocketServer:
             for sid in list(self.manager.board_members.get(board_id, ())):
                 session = self.manager.sessions.get(sid)
                 if session is not None:
-                    asyncio.get_running_loop().create_task(self._leave(session, board_id, notify=False))
+                    self.spawn(self._leave(session, board_id, notify=False), name="realtime-leave-deleted-board")
 
     async def _resync(self, board_id: str) -> None:
         await self.sio.emit(
@@ -590,10 +626,10 @@ class WebSocketServer:
     # ------------------------------------------------------------------ audit feed
 
     def publish_connection(self, event: str, session: Session, data: dict[str, Any]) -> None:
-        if not self.config.audit_events:
+        if self.audit is None:
             return
         body = {"sid": session.sid, "ip": session.ip, **data}
-        self._queue_audit(
+        self.audit.publish(
             connection_event(event),
             Envelope(
                 event_type=f"connection.{event}", data=body, user_id=session.user_id, board_id=data.get("board_id")
@@ -601,34 +637,15 @@ class WebSocketServer:
         )
 
     def publish_security(self, reason: str, session: Session | None, data: dict[str, Any]) -> None:
-        if not self.config.audit_events:
+        if self.audit is None:
             return
-        body = {"source": "realtime", "reason": reason, **data}
+        body = dict(data)
         if session is not None:
             body.setdefault("ip", session.ip)
-        self._queue_audit(
-            security_event("realtime", reason),
-            Envelope(event_type=f"security.{reason}", data=body, user_id=session.user_id if session else None),
-        )
+        self.audit.security(reason, body, user_id=session.user_id if session else None)
 
-    def _queue_audit(self, subject: str, envelope: Envelope) -> None:
-        try:
-            self._audit.put_nowait((subject, envelope))
-        except asyncio.QueueFull:  # audit must never slow sockets down; the drop is counted
-            self.audit_dropped += 1
-
-    async def _audit_loop(self, app: web.Application) -> None:
-        js = app[JETSTREAM]
-        while True:
-            item = await self._audit.get()
-            if item is None:
-                return
-            subject, envelope = item
-            for attempt in range(5):
-                try:
-                    await js_publish(js, self.tracer, subject, envelope.to_json(), msg_id=envelope.event_id)
-                    break
-                except Exception:  # NATS down: retry with the same msg id (dedupe makes it safe)
-                    await asyncio.sleep(0.2 * 2**attempt)
-            else:
-                self.audit_dropped += 1
+    def report_refusal(self, error: ApiError, session: Session, event: str) -> None:
+        """A socket event refused here (boards reports its own refusals; ``reported`` marks them)."""
+        if self.audit is None or error.reported:
+            return
+        self.audit.refusal(error, ip=session.ip, path=f"socket:{event[:64]}", user_id=session.user_id, sid=session.sid)

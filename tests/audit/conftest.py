@@ -32,6 +32,7 @@ from libs.common.subjects import (
     board_events,
 )
 from libs.common.tracing import setup_tracing
+from tests.directory import start_directory  # noqa: F401  (fixture)
 
 
 def new_id(prefix: str) -> str:

@@ -91,7 +91,7 @@ class BoardsDriver:
 
 @pytest.mark.slow
 async def test_kill_9_in_the_middle_of_random_board_mutations(
-    audit_nats, service_process, make_app, aiohttp_client, publisher, db, jwks, tokens
+    audit_nats, service_process, make_app, aiohttp_client, publisher, db, jwks, tokens, start_directory
 ):
     """Real mutations through boards' REST; the audit process is SIGKILLed mid-stream and restarted.
     Afterwards every event boards committed has exactly one audit row and every chain verifies."""
@@ -100,6 +100,9 @@ async def test_kill_9_in_the_middle_of_random_board_mutations(
     boards_app = make_app("boards", nats_url=audit_nats.url, auth_jwks_url=jwks.url, relay_interval=0.5)
     boards_client = await aiohttp_client(boards_app)
     orgs = [new_id("org") for _ in range(3)]
+    directory = await start_directory(nats_url=audit_nats.url)  # boards checks assignees with auth
+    for org in orgs:
+        await directory.add(org, "u-1", "owner")
     driver = BoardsDriver(
         boards_client, {"Authorization": "Bearer " + jwks.token("u-1", *((o, "owner") for o in orgs))}, rng
     )

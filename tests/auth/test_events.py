@@ -72,6 +72,7 @@ async def test_membership_changes_are_announced_per_user(auth, tokens, nc):
         "role": "member",
         "divisions": ["d1"],
         "change": "upserted",
+        "version": 1,
     }
 
     await auth.put(path, headers=bearer(service), json={"role": "member", "divisions": ["d1"]})  # no change
@@ -79,6 +80,7 @@ async def test_membership_changes_are_announced_per_user(auth, tokens, nc):
     msg = await sub.next_msg(timeout=5)
     assert orjson.loads(msg.data)["role"] == "viewer"  # the unchanged PUT announced nothing
     assert orjson.loads(msg.data)["divisions"] is None
+    assert orjson.loads(msg.data)["version"] == 2  # every announced change bumps the user's version
 
     response = await auth.delete(path, headers=bearer(service))
     assert response.status == 204
@@ -89,6 +91,7 @@ async def test_membership_changes_are_announced_per_user(auth, tokens, nc):
         "role": None,
         "divisions": None,
         "change": "removed",
+        "version": 3,
     }
     with pytest.raises(nats.errors.TimeoutError):
         await sub.next_msg(timeout=0.3)
@@ -105,6 +108,7 @@ async def test_creating_an_organization_announces_the_new_owner(auth, tokens, nc
         "role": "owner",
         "divisions": None,
         "change": "upserted",
+        "version": 1,
     }
 
 

@@ -1,8 +1,10 @@
-"""Boards test fixtures: scope tokens without the auth service, a running boards app, helpers.
+"""Boards test fixtures: scope tokens minted by a test signer, a running boards app, helpers.
 
-Boards trusts scope tokens signed by auth's key. Here a test signer plays auth: its JWKS is served
-from a loopback HTTP server (a thread, so it answers whether or not the test's event loop is
-busy) and boards is pointed at it with ``AUTH_JWKS_URL``.
+Boards trusts scope tokens signed by auth's key. Here a test signer plays auth's signing: its JWKS
+is served from a loopback HTTP server (a thread, so it answers whether or not the test's event
+loop is busy) and boards is pointed at it with ``AUTH_JWKS_URL``. Auth's directory (divisions,
+who may be assigned) is a real auth app (``tests.directory``); the memberships the minted tokens
+claim are written into it before each request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from libs.common.db import apply_migrations
 from libs.common.scopes import OrgMembership, Scope, ScopeSigner
 from services.boards.app import MIGRATIONS
+from tests.directory import Directory, StartDirectory, start_directory  # noqa: F401  (fixture)
 
 ROLES = ("viewer", "member", "admin", "owner")
 
@@ -72,6 +75,13 @@ class Minter:
 
     signer: ScopeSigner
     made: list[User] = field(default_factory=list)
+    #: Memberships minted but not yet written into auth's directory.
+    pending: list[tuple[str, str, str, list[str] | None]] = field(default_factory=list)
+
+    async def flush(self, directory: Directory) -> None:
+        while self.pending:
+            org, user_id, role, divisions = self.pending.pop()
+            await directory.add(org, user_id, role, divisions)
 
     def user(self, memberships: dict[str, str | tuple[str, list[str] | None]] | None = None, ttl: int = 3600) -> User:
         user_id = "u-" + uuid.uuid4().hex[:12]
@@ -79,6 +89,7 @@ class Minter:
         for org, spec in (memberships or {}).items():
             role, divisions = (spec, None) if isinstance(spec, str) else spec
             orgs.append(OrgMembership(org, role, tuple(divisions) if divisions is not None else None))
+            self.pending.append((org, user_id, role, divisions))
         scope = Scope(sub=user_id, email=f"{user_id}@example.com", organizations=tuple(orgs))
         token = self.signer.sign(scope, int(time.time()) + ttl)
         return User(user_id, scope.email or "", token, scope)
@@ -116,7 +127,12 @@ def boards_settings(jwks_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def boards(make_app, aiohttp_client, boards_settings) -> Any:
+async def directory(start_directory: StartDirectory) -> Directory:  # noqa: F811
+    return await start_directory()
+
+
+@pytest.fixture
+async def boards(make_app, aiohttp_client, boards_settings, directory) -> Any:
     """A test client of the real boards app (in-process) against the session NATS and Postgres."""
     return await aiohttp_client(make_app("boards", **boards_settings))
 
@@ -132,12 +148,16 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 class Api:
     """REST calls as ``(status, json)``; the assertions stay in the tests."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, minter: Minter | None = None, directory: Directory | None = None) -> None:
         self.client = client
+        self.minter = minter
+        self.directory = directory
 
     async def call(
         self, method: str, path: str, user: User | None, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
+        if self.minter is not None and self.directory is not None:
+            await self.minter.flush(self.directory)
         all_headers = dict(user.headers if user else {})
         all_headers.update(headers or {})
         kwargs: dict[str, Any] = {"headers": all_headers}
@@ -147,6 +167,8 @@ class Api:
         return response.status, await response.json()
 
     async def create_board(self, user: User, org: str, columns: list[str] | None = None, **extra: Any) -> dict:
+        if self.directory is not None and extra.get("division_id"):  # an organization's own division
+            await self.directory.add(org, extra_divisions=[extra["division_id"]])
         body = {"organization_id": org, "name": "Board", "columns": columns or ["To do", "Doing", "Done"], **extra}
         status, answer = await self.call("POST", "/v1/boards", user, body)
         assert status == 201, answer
@@ -165,5 +187,5 @@ class Api:
 
 
 @pytest.fixture
-def api(boards: Any) -> Api:
-    return Api(boards)
+def api(boards: Any, minter: Minter, directory: Directory) -> Api:
+    return Api(boards, minter, directory)

@@ -103,9 +103,11 @@ async def test_every_bad_payload_is_refused_and_writes_nothing(api, db, target):
     assert await db.fetchval("SELECT count(*) FROM kanban_boards WHERE organization_id = $1", target["org"]) == boards
 
 
-async def test_limits_are_inclusive(api, target):
+async def test_limits_are_inclusive(api, target, directory):
     """The contract's limits are maxima, not off-by-one traps."""
     user, board, col = target["user"], target["board"], target["columns"][0]
+    for i in range(50):  # assignees must be members who may read the board
+        await directory.add(target["org"], f"u{i}")
     status, made = await api.call(
         "POST",
         f"/v1/boards/{board}/cards",

@@ -18,13 +18,15 @@ from .replay import assert_replays, stored_events
 
 
 async def test_every_operation_round_trips_and_every_event_type_is_checked(
-    make_app, aiohttp_client, boards_settings, minter, org, db
+    make_app, aiohttp_client, boards_settings, minter, org, db, directory
 ):
     """A tour of every command; the events replay to the snapshot and every event type of
     ``EVENT_TYPES`` occurs and matches its schema (a new type without schema or test fails here)."""
     # A tiny rank bound so the tour also produces rebalances.
-    api = Api(await aiohttp_client(make_app("boards", **boards_settings, rank_max_length=4)))
+    api = Api(await aiohttp_client(make_app("boards", **boards_settings, rank_max_length=4)), minter, directory)
     alice = minter.user({org: "member"})
+    for assignee in ("u1", "u2"):
+        await directory.add(org, assignee)
     snap = await api.create_board(alice, org, columns=["To do", "Done"])
     board = snap["board"]["id"]
     todo, done = (c["id"] for c in snap["columns"])
@@ -72,7 +74,10 @@ async def test_every_operation_round_trips_and_every_event_type_is_checked(
     assert final["seq"] == renamed_board["seq"]
     await assert_replays(db, board, final)
 
-    status, removed = await api.call("DELETE", f"/v1/boards/{board}", alice)
+    status, refused = await api.call("DELETE", f"/v1/boards/{board}", alice)
+    assert status == 403 and refused["error"]["code"] == "forbidden"  # deleting takes an org admin
+    admin = minter.user({org: "admin"})
+    status, removed = await api.call("DELETE", f"/v1/boards/{board}", admin)
     assert status == 200 and removed["board_id"] == board
     assert (await api.call("GET", f"/v1/boards/{board}", alice))[0] == 404
     events = await stored_events(db, board)

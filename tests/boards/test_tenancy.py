@@ -1,7 +1,10 @@
 """Nobody reaches another organization's board, viewers never write, divisions fence members.
 
-Every operation is tried; a refusal must be ``forbidden`` and must leave the board, its events
-and its comments exactly as they were.
+Every operation is tried. Someone who may not read the board gets exactly the answer a missing
+board, column or card gives (``not_found``: no existence oracle); creating a board in an
+organization or division one may not write is ``forbidden``. Every refusal leaves the board, its
+events and its comments exactly as they were. (The full role x route x event matrix across
+services is tests/security/test_tenancy_matrix.py.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ async def target(api, minter, org):
     board = snap["board"]["id"]
     card = await api.add_card(owner, board, snap["columns"][0]["id"], "secret")
     return {"owner": owner, "org": org, "board": board, "columns": [c["id"] for c in snap["columns"]], "card": card}
+
+
+MISSING = {"board": "no-such-board", "card": {"id": "no-such-card"}, "columns": ["no-such-a", "no-such-b"]}
 
 
 def operations(t: dict) -> list[tuple[str, str, dict | None]]:
@@ -50,13 +56,24 @@ async def _state(api, db, t) -> tuple:
     return snap, events, comments, boards
 
 
+async def _refused_like_missing(api, caller, target) -> None:
+    missing = {**target, **MISSING}
+    for (method, path, body), (_, missing_path, missing_body) in zip(
+        operations(target), operations(missing), strict=True
+    ):
+        status, answer = await api.call(method, path, caller, body)
+        if method == "POST" and path == "/v1/boards":
+            assert status == 403 and answer["error"]["code"] == "forbidden", (method, path, status, answer)
+            continue
+        assert status == 404 and answer["error"]["code"] == "not_found", (method, path, status, answer)
+        assert (status, answer) == await api.call(method, missing_path, caller, missing_body), (method, path)
+
+
 @pytest.mark.parametrize("role", ROLES)
-async def test_other_organization_gets_forbidden_for_every_operation(api, minter, db, target, role):
+async def test_other_organization_gets_what_a_missing_board_gives(api, minter, db, target, role):
     stranger = minter.user({"org-elsewhere-" + role: role})
     before = await _state(api, db, target)
-    for method, path, body in operations(target):
-        status, answer = await api.call(method, path, stranger, body)
-        assert status == 403 and answer["error"]["code"] == "forbidden", (method, path, status, answer)
+    await _refused_like_missing(api, stranger, target)
     assert await _state(api, db, target) == before
 
 
@@ -76,9 +93,7 @@ async def test_viewer_reads_but_never_writes(api, minter, db, target):
 async def test_division_limited_member_only_reaches_its_divisions(api, minter, db, target):
     fenced = minter.user({target["org"]: ("member", ["div-a"])})
     before = await _state(api, db, target)
-    for method, path, body in operations(target):
-        status, answer = await api.call(method, path, fenced, body)
-        assert status == 403, (method, path, answer)
+    await _refused_like_missing(api, fenced, target)
     assert await _state(api, db, target) == before
 
     inside = minter.user({target["org"]: ("member", ["div-b"])})

@@ -96,7 +96,8 @@ async def test_broadcast_reaches_only_the_room_and_only_for_its_admins(populated
         assert message["data"] == {"text": "deploy at 5"}
     assert "announcement" not in e.received
     status, body = await stack.call("POST", url, eve.token, {"room": room, "event": "announcement", "data": {}})
-    assert status == 403, body  # another organization's admin
+    missing = await stack.call("POST", url, eve.token, {"room": "board:no-such-board", "event": "announcement"})
+    assert (status, body) == missing and status == 404, body  # another organization's admin: like a missing board
     status, body = await stack.call("POST", url, bob.token, {"room": room, "event": "announcement", "data": {}})
     assert status == 403, body  # a member
     status, body = await stack.call("POST", url, admin.token, {"room": room, "event": "task_moved", "data": {}})
@@ -133,7 +134,12 @@ async def test_every_service_exposes_the_named_metric_families(populated):
             "http_requests",
             "http_request_duration_seconds",
         },
-        stack.auth_url: {"auth_refusals", "liveboard_dependency_up", "http_requests"},
+        stack.auth_url: {
+            "liveboard_refusals",
+            "liveboard_audit_feed_events",
+            "liveboard_dependency_up",
+            "http_requests",
+        },
     }
     for base, families in expected.items():
         async with stack.session.get(f"{base}/metrics") as response:

@@ -65,7 +65,7 @@ async def test_removed_member_is_evicted_from_the_board_within_a_second(stack):
     await asyncio.sleep(0.3)
     assert "task_created" not in b.received  # no longer in the room
     again = await b.call("join_board", {"board_id": board_id, "organization_id": org})
-    assert again["error"]["code"] == "forbidden"
+    assert again["error"]["code"] == "not_found"  # no longer theirs to see
 
 
 async def test_connections_joins_and_refusals_are_published_for_audit(stack, nats_url):

@@ -322,7 +322,9 @@ class App {
         setTimeout(() => { if (attempt === this.joinAttempt) this.join({ catchUp }); }, 1500);
         return;
       }
-      const text = code === 'not_found' ? `Board “${boardId}” does not exist.`
+      // The server answers another organization's board exactly like a missing one (no existence
+      // oracle), so the page cannot tell the two apart either.
+      const text = code === 'not_found' ? `Board “${boardId}” does not exist, or you do not have access to it.`
         : code === 'forbidden' ? `You do not have access to board “${boardId}”.` : message;
       this.leaveBoard();
       this.showPicker(text);
