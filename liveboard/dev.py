@@ -22,7 +22,14 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from libs.common.devstack import NatsServer, PortInUseError, PostgresServer, port_is_free
+from libs.common.devstack import (
+    NatsServer,
+    PortInUseError,
+    PostgresServer,
+    nats_passwords,
+    nats_service_env,
+    port_is_free,
+)
 
 from .devtokens import DEV_ISSUER, service_role_key, user_token
 from .seed import DEMO_BOARD, DEMO_USERS, SeedError, seed_demo
@@ -33,21 +40,30 @@ class DevSecrets:
     jwt_secret: str
     issuer: str
     scope_signing_key: str
+    #: The embedded NATS's users (each service's and ``admin``), as in Kubernetes.
+    nats_passwords: dict[str, str] = field(default_factory=nats_passwords)
 
     @classmethod
     def load_or_create(cls, state: Path) -> DevSecrets:
         path = state / "secrets.json"
         if path.exists():
-            return cls(**json.loads(path.read_text()))
+            kept = json.loads(path.read_text())
+            made = cls(**kept)
+            if "nats_passwords" not in kept:  # state from before NATS authentication
+                made.save(path)
+            return made
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode()
         made = cls(jwt_secret=secrets.token_urlsafe(48), issuer=DEV_ISSUER, scope_signing_key=pem)
         state.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(made.__dict__))
-        path.chmod(0o600)
+        made.save(path)
         return made
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__))
+        path.chmod(0o600)
 
 
 @dataclass
@@ -70,9 +86,14 @@ class DevStack:
                 raise PortInUseError(port, f"the {name} service")
         nats_url = os.environ.get("NATS_URL")
         if not nats_url:
-            self.nats = NatsServer(data_dir=self.state / "nats", port=self.nats_port).start()
+            self.nats = NatsServer(
+                data_dir=self.state / "nats", port=self.nats_port, passwords=secrets_.nats_passwords
+            ).start()
             nats_url = self.nats.url
-            self._say(f"nats-server   {nats_url}  (JetStream, data in {self.state / 'nats'})")
+            self._say(
+                f"nats-server   {nats_url}  (JetStream, per-service users; admin: {self.nats.admin_url}; "
+                f"data in {self.state / 'nats'})"
+            )
         database_url = os.environ.get("DATABASE_URL")
         if not database_url:
             self.postgres = PostgresServer(data_dir=self.state / "postgres", port=self.postgres_port).start()
@@ -97,12 +118,16 @@ class DevStack:
             f"({', '.join(f'{k}: {len(v)}' for k, v in applied.items())})"
         )
 
+    def service_env(self, name: str) -> dict[str, str]:
+        """What service ``name`` is started with: the stack's settings and its own NATS user."""
+        passwords = self.nats.passwords if self.nats is not None else None
+        return dict(os.environ, **self.env, **nats_service_env(name, passwords))
+
     def start_services(self) -> None:
-        env = dict(os.environ, **self.env)
         for name in ("auth", "boards", "audit", "realtime"):
             self.children[name] = subprocess.Popen(
                 [sys.executable, "-m", "liveboard", "serve", name, "--port", str(self.ports[name])],
-                env=env,
+                env=self.service_env(name),
                 stdin=subprocess.DEVNULL,
                 stdout=open(self.state / f"{name}.log", "ab"),
                 stderr=subprocess.STDOUT,

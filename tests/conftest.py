@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from libs.common.devstack import NatsServer, PostgresServer, free_port
+from libs.common.devstack import NatsServer, PostgresServer, free_port, nats_passwords, nats_service_env
+from libs.common.nats_permissions import inbox_prefix
 from libs.common.runner import SERVICES, load_app_factory
 from libs.common.scopes import ScopeSigner
 from liveboard.devtokens import service_role_key, user_token
@@ -32,6 +33,9 @@ JWT_SECRET = "test-secret-" + "x" * 40
 ISSUER = "http://127.0.0.1:54321/auth/v1"
 #: Auth's scope-token signing key for the whole session (as a Kubernetes Secret would provide it).
 SCOPE_SIGNING_KEY = ScopeSigner.generate().private_pem()
+#: The session's NATS users: authentication and per-service subject permissions are on in every
+#: test NATS, so a service using a subject it has no grant for fails its tests.
+NATS_PASSWORDS = nats_passwords()
 #: Every ``ServiceProcess`` log of the session, scanned for tokens at its end (tests/security/leaks.py).
 SERVICE_LOGS: list[Path] = []
 
@@ -50,9 +54,21 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     if url:
         yield ExternalServer(url)
         return
-    server = NatsServer(data_dir=tmp_path_factory.mktemp("nats"), port=free_port()).start()
+    server = NatsServer(data_dir=tmp_path_factory.mktemp("nats"), port=free_port(), passwords=NATS_PASSWORDS).start()
     yield server
     server.stop()
+    refused = nats_refusals(server)
+    assert not refused, "the session's NATS refused a service's subjects (a grant missing in " + (
+        "libs/common/nats_permissions.py?):\n" + "\n".join(refused[:20])
+    )
+
+
+def nats_refusals(server: NatsServer) -> list[str]:
+    """Permission and authorization violations in a server's log (tests that provoke them on
+    purpose use a ``private_nats``)."""
+    if server.log_path is None or not server.log_path.exists():
+        return []
+    return [line for line in server.log_path.read_text(errors="replace").splitlines() if "Violation" in line]
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +86,23 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
 
 @pytest.fixture(scope="session")
 def nats_url(nats_server: NatsServer | ExternalServer) -> str:
-    return nats_server.url
+    """For the tests' own connections: the admin user (services connect as themselves)."""
+    return nats_server.admin_url if isinstance(nats_server, NatsServer) else nats_server.url
+
+
+def service_nats_env(service: str) -> dict[str, str]:
+    """``NATS_USER``/``NATS_PASSWORD`` of ``service`` (nothing for an external server of yours)."""
+    if os.environ.get("LIVEBOARD_TEST_NATS_URL"):
+        return {}
+    return nats_service_env(service, NATS_PASSWORDS)
+
+
+def service_connect_options(service: str) -> dict[str, Any]:
+    """nats-py options that make a test's own connection act as ``service`` (its user, its inbox)."""
+    env = service_nats_env(service)
+    if not env:
+        return {}
+    return {"user": env["NATS_USER"], "password": env["NATS_PASSWORD"], "inbox_prefix": inbox_prefix(service)}
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +134,9 @@ def fresh_database(database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server of this test's own, for tests that stop or kill it."""
-    server = NatsServer(data_dir=tmp_path / "nats", port=free_port()).start()
+    """A nats-server of this test's own, for tests that stop or kill it (same users as the session's;
+    connect to it yourself with ``.admin_url``)."""
+    server = NatsServer(data_dir=tmp_path / "nats", port=free_port(), passwords=NATS_PASSWORDS).start()
     yield server
     server.stop()
 
@@ -145,10 +178,10 @@ def tokens() -> Tokens:
 
 
 @pytest.fixture(scope="session")
-def base_env(nats_url: str, database_url: str) -> dict[str, str]:
-    """The environment every service gets in tests."""
+def base_env(nats_server: NatsServer | ExternalServer, database_url: str) -> dict[str, str]:
+    """The environment every service gets in tests (plus its own NATS user: ``service_nats_env``)."""
     return {
-        "NATS_URL": nats_url,
+        "NATS_URL": nats_server.url,
         "DATABASE_URL": database_url,
         "SUPABASE_JWT_SECRET": JWT_SECRET,
         "SUPABASE_JWT_ISSUER": ISSUER,
@@ -163,7 +196,7 @@ def service_settings(base_env: dict[str, str]) -> Callable[..., Any]:
 
     def build(service: str, **overrides: Any) -> Any:
         _, settings_cls = load_app_factory(SERVICES[service])
-        values: dict[str, Any] = {k.lower(): v for k, v in base_env.items()}
+        values: dict[str, Any] = {k.lower(): v for k, v in {**base_env, **service_nats_env(service)}.items()}
         values["service_name"] = service
         values.update(overrides)
         return settings_cls(**values)
@@ -259,7 +292,7 @@ def service_process(base_env: dict[str, str], tmp_path: Path) -> Iterator[Callab
         proc = ServiceProcess(
             service,
             port or free_port(),
-            {**base_env, **env},
+            {**base_env, **service_nats_env(service), **env},
             tmp_path / f"{service}-{len(started)}.log",
             extra_args=list(args or []),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +22,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import nats_permissions
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -140,23 +143,63 @@ class ManagedProcess:
             self.proc.wait(5)  # type: ignore[union-attr]
 
 
+def nats_passwords() -> dict[str, str]:
+    """A fresh password for each service's NATS user and for the admin user."""
+    return {user: secrets.token_urlsafe(24) for user in (*nats_permissions.SERVICES, nats_permissions.ADMIN_USER)}
+
+
+def nats_service_env(service: str, passwords: dict[str, str] | None) -> dict[str, str]:
+    """The environment that makes ``service`` connect as its own NATS user."""
+    if not passwords:
+        return {}
+    return {"NATS_USER": service, "NATS_PASSWORD": passwords[service]}
+
+
 @dataclass
 class NatsServer(ManagedProcess):
+    """nats-server with JetStream; with ``passwords``, authentication is on and every service may
+    use only its own subjects (``nats_permissions``), exactly as in Kubernetes."""
+
     data_dir: Path = field(default_factory=lambda: Path(".liveboard/nats"))
     port: int = 4222
     host: str = "127.0.0.1"
+    passwords: dict[str, str] | None = None
+    #: Extra nats-server configuration (e.g. a ``tls {}`` block), appended to the generated file.
+    extra_config: str = ""
 
     @property
     def url(self) -> str:
+        """Where the server listens, without credentials (services bring their own)."""
         return f"nats://{self.host}:{self.port}"
+
+    def url_for(self, user: str) -> str:
+        """A URL carrying ``user``'s credentials (for tools and tests; services use NATS_USER)."""
+        if not self.passwords:
+            return self.url
+        return f"nats://{user}:{self.passwords[user]}@{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return self.url_for(nats_permissions.ADMIN_USER)
 
     def start(self, timeout: float = 20.0) -> NatsServer:
         if not port_is_free(self.port, self.host):
             raise PortInUseError(self.port, "nats-server")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "nats-server.log"
+        config = ""
+        if self.passwords:
+            config += nats_permissions.authorization_block(self.passwords)
+        config += self.extra_config
+        config_args: list[str] = []
+        if config:
+            config_path = self.data_dir / "nats-server.conf"
+            config_path.write_text(config)
+            config_path.chmod(0o600)
+            config_args = ["-c", str(config_path)]
         args = [
             nats_server_binary(),
+            *config_args,
             "-a",
             self.host,
             "-p",

@@ -9,7 +9,10 @@ that trace. This is the nats-py instrumentation the ecosystem lacks, written onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +26,8 @@ from nats.js.api import PubAck, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 from opentelemetry import trace
 
+from .nats_permissions import SERVICES, inbox_prefix
+from .settings import CommonSettings, ConfigError
 from .subjects import STREAMS
 from .tracing import continued, inject
 
@@ -35,17 +40,68 @@ NATS_RECONNECT_HOOKS = web.AppKey("nats_reconnect_hooks", list)
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
+def connect_options(settings: CommonSettings, service: str | None = None) -> dict[str, Any]:
+    """nats-py ``connect`` options for the configured credentials and TLS, and the service's
+    private inbox prefix (``nats_permissions`` lets each service subscribe only to its own)."""
+    options: dict[str, Any] = {}
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password or ""
+    if settings.nats_nkey_seed_file:
+        options["nkeys_seed"] = _readable(settings.nats_nkey_seed_file, "NATS_NKEY_SEED_FILE")
+    if settings.nats_creds_file:
+        options["user_credentials"] = _readable(settings.nats_creds_file, "NATS_CREDS_FILE")
+    if settings.nats_tls_ca_file or settings.nats_tls_cert_file:
+        context = ssl.create_default_context(
+            cafile=_readable(settings.nats_tls_ca_file, "NATS_TLS_CA_FILE") if settings.nats_tls_ca_file else None
+        )
+        if settings.nats_tls_cert_file:
+            if not settings.nats_tls_key_file:
+                raise ConfigError("configuration error: NATS_TLS_KEY_FILE must be set with NATS_TLS_CERT_FILE")
+            context.load_cert_chain(
+                _readable(settings.nats_tls_cert_file, "NATS_TLS_CERT_FILE"),
+                _readable(settings.nats_tls_key_file, "NATS_TLS_KEY_FILE"),
+            )
+        options["tls"] = context
+    if service in SERVICES:
+        options["inbox_prefix"] = inbox_prefix(service)
+    return options
+
+
+def _readable(path: str, variable: str) -> str:
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"configuration error: {variable}={path!r} is not a readable file")
+    return path
+
+
 async def connect(
     url: str,
     name: str,
     *,
     connect_timeout: float = 30.0,
     reconnect_hooks: list[Callable[[], Awaitable[None]]] | None = None,
+    **options: Any,
 ) -> NATS:
-    """Connect with reconnects forever: a NATS restart must never take a service down."""
+    """Connect with reconnects forever: a NATS restart must never take a service down.
+    ``options`` are nats-py's (credentials, TLS, inbox prefix: ``connect_options``).
+
+    Credentials NATS refuses on the first connection stop start-up with one line (``ConfigError``)
+    instead of retrying forever; once connected, a refusal (say, a rotated password) is logged as
+    an error on every attempt while reconnects go on.
+    """
+    refused = asyncio.Event()
+    connected = False
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error: %s", exc)
+        text = str(exc).lower()
+        if "authorization violation" in text or "authentication" in text:
+            log.error("nats refused this service's credentials: %s", exc)
+            if not connected:
+                refused.set()
+        elif "permissions violation" in text:  # a grant missing in nats_permissions: a bug
+            log.error("nats refused a subject: %s", exc)
+        else:
+            log.warning("nats error: %s", exc)
 
     async def on_disconnect() -> None:
         log.warning("nats disconnected")
@@ -61,8 +117,8 @@ async def connect(
     servers = [part.strip() for part in url.split(",") if part.strip()]
     deadline = asyncio.get_running_loop().time() + connect_timeout
     while True:
-        try:
-            return await nats.connect(
+        attempt = asyncio.ensure_future(
+            nats.connect(
                 servers=servers,
                 name=name,
                 allow_reconnect=True,
@@ -74,20 +130,39 @@ async def connect(
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
+                **options,
             )
+        )
+        refusal = asyncio.ensure_future(refused.wait())
+        await asyncio.wait([attempt, refusal], return_when=asyncio.FIRST_COMPLETED)
+        refusal.cancel()
+        if refused.is_set() and not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+            raise ConfigError(
+                "configuration error: NATS refused the credentials (NATS_USER/NATS_PASSWORD, "
+                "NATS_NKEY_SEED_FILE or NATS_CREDS_FILE)"
+            )
+        try:
+            client = attempt.result()
         except (OSError, nats.errors.NoServersError, TimeoutError):
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.5)
+            continue
+        connected = True
+        return client
 
 
-def nats_ctx(url: str, name: str) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A ``cleanup_ctx`` generator: connect, expose client and JetStream, drain on shutdown."""
+def nats_ctx(settings: CommonSettings, service: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A ``cleanup_ctx`` generator: connect as ``service``, expose client and JetStream, drain on shutdown."""
+    options = connect_options(settings, service)  # a bad credential file stops start-up here
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         hooks: list[Callable[[], Awaitable[None]]] = []
         app[NATS_RECONNECT_HOOKS] = hooks
-        client = await connect(url, name, reconnect_hooks=hooks)
+        client = await connect(settings.nats_url, f"liveboard-{service}", reconnect_hooks=hooks, **options)
         app[NATS_CLIENT] = client
         app[JETSTREAM] = client.jetstream()
         yield

@@ -64,7 +64,7 @@ def service_app(
         trusted_proxies=settings.trusted_networks,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(nats_ctx(settings.nats_url, f"liveboard-{name}"))
+    app.cleanup_ctx.append(nats_ctx(settings, name))
     app.cleanup_ctx.append(audit_feed_ctx(name, settings))
     readiness = app[READINESS]
 

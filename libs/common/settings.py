@@ -20,7 +20,7 @@ from .forwarded import Network, parse_networks
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 #: Field names whose values must never be echoed back in an error message or a log line.
-SECRET_FIELDS = frozenset({"supabase_jwt_secret", "database_url", "auth_scope_signing_key"})
+SECRET_FIELDS = frozenset({"supabase_jwt_secret", "database_url", "auth_scope_signing_key", "nats_password"})
 
 
 class ConfigError(SystemExit):
@@ -74,6 +74,15 @@ class CommonSettings(BaseSettings):
     log_level: LogLevel = env("LOG_LEVEL", default="info")
     nats_url: str = env("NATS_URL", default="nats://127.0.0.1:4222")
     nats_stream_replicas: int = env("NATS_STREAM_REPLICAS", default=1, ge=1, le=5)
+    #: This service's NATS credentials (one of: user + password, an nkey seed file, a creds file)
+    #: and TLS files; ``libs.common.nats_permissions`` says what each service's user may do.
+    nats_user: str | None = env("NATS_USER", default=None)
+    nats_password: str | None = env("NATS_PASSWORD", default=None)
+    nats_nkey_seed_file: str | None = env("NATS_NKEY_SEED_FILE", default=None)
+    nats_creds_file: str | None = env("NATS_CREDS_FILE", default=None)
+    nats_tls_ca_file: str | None = env("NATS_TLS_CA_FILE", default=None)
+    nats_tls_cert_file: str | None = env("NATS_TLS_CERT_FILE", default=None)
+    nats_tls_key_file: str | None = env("NATS_TLS_KEY_FILE", default=None)
     database_url: str | None = env("DATABASE_URL", default=None)
     migrate_on_start: bool = env("LIVEBOARD_MIGRATE_ON_START", default=True)
     supabase_jwt_secret: str | None = env("SUPABASE_JWT_SECRET", default=None)

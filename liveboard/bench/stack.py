@@ -9,7 +9,6 @@ per minute, total connections) are raised for the run; everything else keeps its
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -44,9 +43,10 @@ class BenchStack(DevStack):
 
     def start_services(self) -> None:
         options = self.options
-        env = dict(os.environ, **self.env, LOG_LEVEL="warning", REALTIME_DRAIN_SECONDS="1")
+        quiet = {"LOG_LEVEL": "warning", "REALTIME_DRAIN_SECONDS": "1"}
         realtime_env = {
-            **env,
+            **self.service_env("realtime"),
+            **quiet,
             "WEBSOCKET_RATE_LIMIT_CONNECTIONS": "1000000",
             "WEBSOCKET_RATE_LIMIT_MESSAGES": "1000000",
             "WEBSOCKET_MAX_CONNECTIONS": str(options.max_connections),
@@ -60,7 +60,7 @@ class BenchStack(DevStack):
                 argv += ["--workers", str(options.realtime_workers)]
             self.children[name] = subprocess.Popen(
                 argv,
-                env=realtime_env if name == "realtime" else env,
+                env=realtime_env if name == "realtime" else {**self.service_env(name), **quiet},
                 stdin=subprocess.DEVNULL,
                 stdout=open(self.state / f"{name}.log", "ab"),
                 stderr=subprocess.STDOUT,

@@ -160,6 +160,7 @@ class PresenceStore:
             await asyncio.wait([task], timeout=2.0)
 
     async def _watch(self, kv: KeyValue, generation: int) -> None:
+        failures = 0
         while generation == self._generation:
             watcher = None
             try:
@@ -167,13 +168,16 @@ class PresenceStore:
                 if generation != self._generation:
                     break
                 self._watcher = watcher
+                failures = 0
                 async for update in watcher:
                     if isinstance(update, KeyValue.Entry):  # not the end-of-snapshot None
                         self._apply(update)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # NATS away: listing falls back to local entries until it is back
-                log.debug("presence watcher failed; restarting", exc_info=True)
+            except Exception as exc:  # NATS away: listing falls back to local entries until it is back
+                failures += 1
+                if failures == 1 or failures % 60 == 0:  # once per outage, then every minute or so
+                    log.warning("presence watcher failed (%d in a row); restarting: %s", failures, exc)
             finally:
                 if watcher is not None:
                     with contextlib.suppress(Exception):

@@ -116,7 +116,7 @@ def audit_nats(private_nats):
 
 @pytest.fixture
 async def publisher(audit_nats) -> AsyncIterator[Publisher]:
-    nc = await connect(audit_nats.url, "audit-test-publisher")
+    nc = await connect(audit_nats.admin_url, "audit-test-publisher")
     js = nc.jetstream()
     await ensure_stream(js, BOARD_EVENTS_STREAM, [BOARD_EVENTS_WILDCARD])
     await ensure_stream(js, SECURITY_STREAM, list(SECURITY_WILDCARDS))

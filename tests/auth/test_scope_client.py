@@ -178,7 +178,7 @@ async def test_refusals_carry_auths_reason(transport, auth, tokens, nc):
 
 
 async def test_falls_back_to_http_when_no_auth_replica_answers_on_nats(auth, tokens, private_nats):
-    lonely = await nats.connect(private_nats.url)  # a NATS without any auth replica
+    lonely = await nats.connect(private_nats.admin_url)  # a NATS without any auth replica
     try:
         async with ScopeClient(base_url(auth), nats=lonely, timeout=2) as client:
             _, scope = await client.scope_for(tokens.user("fallback-user"))

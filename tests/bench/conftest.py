@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from libs.common.devstack import free_port
-from tests.conftest import ServiceProcess
+from tests.conftest import ServiceProcess, service_nats_env
 
 #: What the bench needs from the realtime under test: no per-IP / per-socket limits in the way.
 REALTIME_ENV = {
@@ -52,7 +52,10 @@ def bench_stack(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     }
     procs = {
         name: ServiceProcess(
-            name, ports[name], {**env, **(REALTIME_ENV if name == "realtime" else {})}, logs / f"{name}.log"
+            name,
+            ports[name],
+            {**env, **service_nats_env(name), **(REALTIME_ENV if name == "realtime" else {})},
+            logs / f"{name}.log",
         )
         for name in ports
     }

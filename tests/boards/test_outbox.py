@@ -126,7 +126,7 @@ async def test_relay_publishes_what_was_committed_while_nats_was_down(
 
     private_nats.start()
     await wait_for(lambda: _none_unpublished(db, board), timeout=20)
-    messages = await stream_messages(private_nats.url, org, board)
+    messages = await stream_messages(private_nats.admin_url, org, board)
     assert [orjson.loads(m.data)["seq"] for m in messages] == [1, 2, 3, 4]
 
 

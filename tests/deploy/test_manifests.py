@@ -39,7 +39,7 @@ SERVICES = {"realtime": 8000, "auth": 8001, "boards": 8002, "audit": 8003}
 DATABASE_SERVICES = ("auth", "boards", "audit")
 
 #: Created by the operator in production (docs/deploy.md); generated with dev values in dev.
-OPERATOR_PROVIDED = {("ConfigMap", "liveboard-site"), ("Secret", "liveboard-secrets")}
+OPERATOR_PROVIDED = {("ConfigMap", "liveboard-site"), ("Secret", "liveboard-secrets"), ("Secret", "liveboard-nats")}
 
 
 def test_overlay_renders_the_whole_stack(rendered: tuple[Obj, ...], overlay: str) -> None:
@@ -215,7 +215,7 @@ def _references(workload: Obj) -> list[tuple[str, str, str | None, bool]]:
 
 def test_config_and_secret_references_resolve(rendered: tuple[Obj, ...], overlay: str) -> None:
     """Every ConfigMap/Secret a pod reads is rendered (with the key it needs), except, in
-    production, the two objects the operator creates."""
+    production, the objects the operator creates."""
     import base64
 
     available: dict[tuple[str, str], set[str]] = {}
@@ -342,12 +342,15 @@ def test_nats_config_is_accepted_by_nats_server(conf: str, tmp_path: Path) -> No
     text = (K8S / conf).read_text().replace("/data/jetstream", str(tmp_path / "js"))
     text = text.replace("/var/run/nats/nats.pid", str(tmp_path / "nats.pid"))
     (tmp_path / "nats.conf").write_text(text)
+    # The included permissions, with the passwords the server reads from its environment.
+    shutil.copy(K8S / "base/nats/permissions.conf", tmp_path / "permissions.conf")
+    passwords = {f"{service.upper()}_NATS_PASSWORD": "x" * 24 for service in ("auth", "boards", "realtime", "audit")}
     done = subprocess.run(
         [binary, "--config", str(tmp_path / "nats.conf"), "-t"],
         capture_output=True,
         text=True,
         timeout=20,
-        env={"SERVER_NAME": "nats-0", "PATH": "/usr/bin:/bin"},
+        env={"SERVER_NAME": "nats-0", "PATH": "/usr/bin:/bin", **passwords},
         check=False,
     )
     assert done.returncode == 0, done.stderr or done.stdout

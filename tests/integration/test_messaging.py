@@ -103,7 +103,7 @@ async def test_request_reply_carries_trace_headers(nc, spans):
 
 
 async def test_client_reconnects_after_nats_restart(private_nats):
-    client = await connect(private_nats.url, "reconnect-test")
+    client = await connect(private_nats.admin_url, "reconnect-test")
     try:
         private_nats.stop()
         await asyncio.sleep(0.3)

@@ -15,6 +15,7 @@ import pytest
 
 from libs.common.messaging import connect
 from services.realtime.presence import PRESENCE_TTL, PresenceStore
+from tests.conftest import service_connect_options
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -30,7 +31,12 @@ async def replica(nats_url: str) -> AsyncIterator[Callable[..., Awaitable[Presen
 
     async def open_replica(url: str = nats_url, hooks: list | None = None) -> PresenceStore:
         store = PresenceStore()
-        client = await connect(url, "presence-test", reconnect_hooks=hooks if hooks is not None else [])
+        client = await connect(
+            url,
+            "presence-test",
+            reconnect_hooks=hooks if hooks is not None else [],
+            **service_connect_options("realtime"),  # with realtime's NATS permissions, as deployed
+        )
         await store.open(client, client.jetstream())
         opened.append((store, client))
         return store

@@ -17,6 +17,7 @@ from libs.common.devstack import free_port, wait_for_port
 from services.realtime.app import WebSocketConfig, create_test_websocket_app
 from services.realtime.http_api import WS_SERVER
 from services.realtime.server import WebSocketServer
+from tests.conftest import service_nats_env
 
 
 def test_websocket_config_takes_the_seed_field_names():
@@ -36,7 +37,7 @@ async def test_websocket_server_exposes_sio_and_stats():
 
 
 async def test_create_test_websocket_app(base_env, monkeypatch, aiohttp_client):
-    for name, value in base_env.items():
+    for name, value in {**base_env, **service_nats_env("realtime")}.items():
         monkeypatch.setenv(name, value)
     app = await create_test_websocket_app(max_concurrent_connections=7)
     client = await aiohttp_client(app)
@@ -62,7 +63,7 @@ def test_workers_share_one_port_and_stop_together(base_env, tmp_path):
             "--log-level",
             "info",
         ],
-        env={**os.environ, **base_env},
+        env={**os.environ, **base_env, **service_nats_env("realtime")},
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -107,7 +108,7 @@ def test_reload_restarts_the_worker_when_a_source_changes(base_env, tmp_path):
                 "--log-level",
                 "debug",
             ],
-            env={**os.environ, **base_env},
+            env={**os.environ, **base_env, **service_nats_env("realtime")},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
