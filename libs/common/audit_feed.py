@@ -61,8 +61,12 @@ class AuditFeed:
         replicas: int = 1,
         max_pending: int = 10_000,
         enabled: bool = True,
+        attempts: int = ATTEMPTS,
+        publish_timeout: float = 5.0,
     ) -> None:
         self.source = source
+        self.attempts = attempts
+        self.publish_timeout = publish_timeout
         self.js = js
         self.tracer = tracer
         self.replicas = replicas
@@ -168,7 +172,7 @@ class AuditFeed:
 
     async def _publish_one(self, item: _Pending) -> None:
         envelope = item.envelope
-        for attempt in range(ATTEMPTS):
+        for attempt in range(self.attempts):
             try:
                 await js_publish(
                     self.js,
@@ -177,6 +181,7 @@ class AuditFeed:
                     envelope.to_json(),
                     msg_id=envelope.event_id,
                     correlation_id=envelope.correlation_id,
+                    timeout=self.publish_timeout,
                 )
                 self.events.labels("published").inc()
                 return
@@ -190,7 +195,8 @@ class AuditFeed:
                     log.warning("cannot declare SECURITY_EVENTS: %s", exc)
             except Exception as exc:  # NATS away or slow: retry with the same msg id
                 log.info("audit event not published yet: %s", exc, extra={"subject": item.subject})
-            await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            if attempt + 1 < self.attempts:
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
         self._dropped("dropped_unpublishable", item.subject)
 
     def _dropped(self, outcome: str, subject: str) -> None:
