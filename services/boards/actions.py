@@ -23,7 +23,7 @@ from libs.common.events import BOARD_EVENT_TYPES
 from . import ordering, payloads
 from .mutation import AfterCommit, Applied, Caller, Mutations, Target, Tx
 from .placement import MOVE_READ, Neighbours, place_card, place_column, respread_columns
-from .queries import card_position, column_position, snapshot_of
+from .queries import card_position, column_position, hide_if_foreign, snapshot_of
 from .records import BOARD_COLUMNS, CARD_FIELDS, COLUMN_FIELDS, board_json, card_json, column_json, comment_json
 from .references import References
 
@@ -50,7 +50,7 @@ async def _column(tx: Tx, column_id: str) -> asyncpg.Record:
         f"SELECT {COLUMN_FIELDS} FROM kanban_columns WHERE id = $1 AND board_id = $2", column_id, tx.board_id
     )
     if row is None:
-        raise not_found("column")
+        raise await hide_if_foreign(tx.conn, tx.caller.scope, not_found("column"), [("column", column_id)])
     return row
 
 
@@ -246,7 +246,9 @@ class Actions:
             if len(cmd.column_ids) != len(set(cmd.column_ids)):
                 raise invalid("column_ids: a column is listed twice")
             if not set(cmd.column_ids) <= set(current):
-                raise invalid("column_ids: a column is not on this board")
+                error = invalid("column_ids: a column is not on this board")
+                strangers = [("column", column) for column in cmd.column_ids if column not in current]
+                raise await hide_if_foreign(tx.conn, tx.caller.scope, error, strangers)
             if len(cmd.column_ids) != len(current):  # a column was added since the client looked
                 raise ApiError("conflict", "column_ids must list every column of the board", current=current)
             ranks = list(zip(cmd.column_ids, ordering.spread(len(cmd.column_ids)), strict=True))
@@ -332,7 +334,8 @@ class Actions:
             if card is None:
                 raise not_found("task")
             if not card["column_exists"]:
-                raise not_found("column")
+                refs = [("column", cmd.to_column_id)]
+                raise await hide_if_foreign(tx.conn, tx.caller.scope, not_found("column"), refs)
             reasons = []
             if cmd.expected_version is not None and cmd.expected_version != card["version"]:
                 reasons.append("stale_version")

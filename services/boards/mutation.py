@@ -45,6 +45,7 @@ from libs.common.events import Envelope
 from libs.common.scopes import Scope
 from libs.common.tracing import current_trace_id, inject
 
+from .queries import hide_if_foreign
 from .records import BOARD_COLUMNS, iso
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,9 @@ class Target:
     board_id: str | None = None
     #: ``("task"|"column", id)``: cards and columns never change boards, so their board is cacheable.
     owner_of: tuple[str, str] | None = None
+    #: What the caller named (``(kind, id)``), checked when nothing matches: a card or board of
+    #: another tenant under a mismatched id is a refusal for that tenant's audit log.
+    refs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def board(cls, board_id: str) -> Target:
@@ -185,7 +189,7 @@ class Target:
         if board_id is None:
             return cls("(SELECT board_id FROM kanban_cards WHERE id = $1)", (card_id,), "task", None, ("task", card_id))
         sql = "(SELECT board_id FROM kanban_cards WHERE id = $1 AND board_id = $2)"
-        return cls(sql, (card_id, board_id), "task", board_id)
+        return cls(sql, (card_id, board_id), "task", board_id, refs=(("task", card_id), ("board", board_id)))
 
     @classmethod
     def board_of_column(cls, column_id: str, board_id: str | None = None) -> Target:
@@ -193,7 +197,7 @@ class Target:
             sql = "(SELECT board_id FROM kanban_columns WHERE id = $1)"
             return cls(sql, (column_id,), "column", None, ("column", column_id))
         sql = "(SELECT board_id FROM kanban_columns WHERE id = $1 AND board_id = $2)"
-        return cls(sql, (column_id, board_id), "column", board_id)
+        return cls(sql, (column_id, board_id), "column", board_id, refs=(("column", column_id), ("board", board_id)))
 
 
 #: The command itself; returns the caller's result only when it emitted nothing (a no-op).
@@ -349,7 +353,7 @@ class Mutations:
                     *target.args,
                 )
                 if row is None:
-                    raise not_found(target.missing)
+                    raise await hide_if_foreign(conn, caller.scope, not_found(target.missing), target.refs)
                 board = dict(row)
                 self._remember_owner(target, board["id"])
                 if not caller.scope.can_read(board["organization_id"], board["division_id"]):

@@ -7,6 +7,7 @@ applies nothing twice. Positions are computed from ranks (``row_number() - 1``),
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -56,6 +57,33 @@ async def readable_board(conn: asyncpg.Connection, scope: Scope, board_id: str) 
     if not scope.can_read(row["organization_id"], row["division_id"]):
         raise hidden("board", row["organization_id"], board_id=board_id)
     return row
+
+
+#: The board a referenced thing lives on, by kind (``$1`` is its id).
+_BOARD_OF = {
+    "board": "SELECT $1::text",
+    "task": "SELECT board_id FROM kanban_cards WHERE id = $1",
+    "column": "SELECT board_id FROM kanban_columns WHERE id = $1",
+}
+
+
+async def hide_if_foreign(
+    conn: asyncpg.Connection, scope: Scope, error: ApiError, refs: Iterable[tuple[str, str]]
+) -> ApiError:
+    """``error`` for a command naming things that are not where it says (a card of another board
+    under this board's id, another board's column): unchanged for the caller, but when one of
+    ``refs`` (``(kind, id)``: ``board``, ``task``, ``column``) exists on a board ``scope`` may not
+    read, it is recorded like ``hidden``'s refusal in that board organization's audit log."""
+    for kind, ref in refs:
+        row = await conn.fetchrow(
+            f"""SELECT id, organization_id, division_id FROM kanban_boards
+                WHERE id = ({_BOARD_OF[kind]}) AND deleted_at IS NULL""",
+            ref,
+        )
+        if row is not None and not scope.can_read(row["organization_id"], row["division_id"]):
+            error.audit = {"reason": "not_visible", "organization_id": row["organization_id"], "board_id": row["id"]}
+            break
+    return error
 
 
 async def snapshot_of(conn: asyncpg.Connection, board: asyncpg.Record) -> dict[str, Any]:

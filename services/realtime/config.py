@@ -40,6 +40,8 @@ class WebSocketConfig(CommonSettings):
     #: ``max_message_bytes``); larger ones close the transport, as in every Socket.IO server.
     transport_max_bytes: int = env("transport_max_bytes", "WEBSOCKET_TRANSPORT_MAX_BYTES", default=16 << 20)
     boards_timeout: float = env("boards_timeout", "REALTIME_BOARDS_TIMEOUT", default=5.0, gt=0)
+    #: Off: stock python-socketio delivery (``services/realtime/fastpath.py``), for comparison.
+    fast_path: bool = env("fast_path", "REALTIME_FAST_PATH", default=True)
 
     @field_validator("allowed_origins")
     @classmethod

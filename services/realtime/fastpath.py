@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import os
 import time
 from typing import Any
 
@@ -56,10 +55,7 @@ SLOW_CONSUMER = "slow consumer"
 
 def fast_path_enabled(config: Any) -> bool:
     """``REALTIME_FAST_PATH`` (default on); off gives stock python-socketio delivery, for comparison."""
-    value = getattr(config, "fast_path", None)
-    if value is None:
-        value = os.environ.get("REALTIME_FAST_PATH", "true").strip().lower() not in ("0", "false", "no", "off")
-    return bool(value)
+    return bool(getattr(config, "fast_path", True))
 
 
 # ---------------------------------------------------------------------------------------- encoding

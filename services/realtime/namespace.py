@@ -97,7 +97,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         started = time.perf_counter()
         name = event if event in CLIENT_EVENTS else "unknown"
         ws.metrics.events_in.labels(name).inc()
-        ws.manager.stats.total_events += 1
+        ws.manager.count_event(session)
         reply: dict[str, Any]
         if session is None:
             reply = self._error(ApiError("unauthorized", "not connected"))
@@ -112,7 +112,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             reply = await self._dispatch(session, event, payload_args)
         ws.metrics.latency.labels(name).observe(time.perf_counter() - started)
         if not reply["ok"]:
-            ws.manager.stats.total_errors += 1
+            ws.manager.count_event(session, error=True)
             ws.metrics.errors.labels(reply["error"]["code"]).inc()
             if not ws.ack_requested():
                 await self.emit("error", {**reply["error"], "event": event}, to=sid)

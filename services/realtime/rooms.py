@@ -97,6 +97,10 @@ class ConnectionManager:
         self.board_members: dict[str, set[str]] = {}
         self.board_orgs: dict[str, str] = {}
         self.stats = Stats()
+        #: Client events and errors by the sender's set of organizations, so an organization
+        #: admin's ``/stats`` counts only the activity of connections it can see (one entry per
+        #: distinct set of organizations: a handful of integers per membership combination).
+        self.activity: Counter[tuple[frozenset[str], bool]] = Counter()
 
     def add(self, session: Session) -> None:
         self.sessions[session.sid] = session
@@ -110,6 +114,19 @@ class ConnectionManager:
                 self.leave_board(session, board_id)
         self.stats.active_connections = len(self.sessions)
         return session
+
+    def count_event(self, session: Session | None, *, error: bool = False) -> None:
+        """One client event (``error``: one answered with an error) for the seed's totals."""
+        if error:
+            self.stats.total_errors += 1
+        else:
+            self.stats.total_events += 1
+        if session is not None:
+            self.activity[(frozenset(self.organizations_of(session)), error)] += 1
+
+    def activity_of(self, visible_orgs: set[str], *, error: bool) -> int:
+        """Events (or errors) of connections that belong to one of ``visible_orgs``."""
+        return sum(n for (orgs, is_error), n in self.activity.items() if is_error == error and orgs & visible_orgs)
 
     def join_board(self, session: Session, board_id: str, organization_id: str) -> None:
         session.boards[board_id] = organization_id
@@ -165,8 +182,12 @@ class ConnectionManager:
             "total_connections": self.stats.total_connections if visible_orgs is None else len(sessions),
             "active_connections": len(sessions),
             "total_rooms": len(rooms),
-            "total_events": self.stats.total_events,
-            "total_errors": self.stats.total_errors,
+            "total_events": self.stats.total_events
+            if visible_orgs is None
+            else self.activity_of(visible_orgs, error=False),
+            "total_errors": self.stats.total_errors
+            if visible_orgs is None
+            else self.activity_of(visible_orgs, error=True),
             "connections_by_org": dict(by_org),
         }
         manager = {

@@ -3,7 +3,7 @@ may use only its own subjects, and every credential kind we document boots a rea
 
 The session's NATS already runs with authentication and per-service grants, so the whole suite
 fails on a missing grant (tests/conftest.py checks the server log for violations). Here: what a
-stranger or a compromised service cannot do, and the other credential forms (nkey, TLS).
+stranger or a compromised service cannot do, and the other credential forms (nkey seed, creds file, TLS).
 """
 
 from __future__ import annotations
@@ -265,3 +265,77 @@ def test_a_service_connects_over_tls_with_a_client_certificate(base_env, tmp_pat
     finally:
         server.stop()
     assert "Traceback" not in log
+
+
+def _nats_jwt(issuer: nkeys.KeyPair, subject: str, name: str, claims: dict) -> str:
+    """A NATS (v2) JWT: ``ed25519-nkey``-signed claims, as ``nsc`` writes them."""
+    import base64
+    import hashlib
+    import json
+    import time
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    body = {"iat": int(time.time()), "iss": issuer.public_key.decode(), "name": name, "sub": subject, "nats": claims}
+    body["jti"] = base64.b32encode(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()).decode()
+    signing_input = b64(b'{"typ":"JWT","alg":"ed25519-nkey"}') + "." + b64(json.dumps(body).encode())
+    return signing_input + "." + b64(issuer.sign(signing_input.encode()))
+
+
+def _keypair(prefix: int) -> nkeys.KeyPair:
+    return nkeys.from_seed(bytearray(nkeys.encode_seed(os.urandom(32), prefix)))
+
+
+def test_a_service_connects_with_a_creds_file(base_env, tmp_path):
+    """Decentralized auth (operator, account and user JWTs): the creds file ``nsc`` hands out
+    carries the user's JWT, with the service's grants, and its seed."""
+    from libs.common.nats_permissions import GRANTS
+
+    operator, account = _keypair(nkeys.PREFIX_BYTE_OPERATOR), _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    user = _keypair(nkeys.PREFIX_BYTE_USER)
+    account_pub = account.public_key.decode()
+    operator_jwt = _nats_jwt(operator, operator.public_key.decode(), "liveboard", {"type": "operator", "version": 2})
+    unlimited = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True, "conn": -1}
+    storage = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+    account_jwt = _nats_jwt(
+        operator, account_pub, "LIVEBOARD", {"limits": {**unlimited, **storage}, "type": "account", "version": 2}
+    )
+    system = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    system_pub = system.public_key.decode()
+    system_jwt = _nats_jwt(operator, system_pub, "SYS", {"limits": unlimited, "type": "account", "version": 2})
+    grant = GRANTS["auth"]
+    user_claims = {
+        "pub": {"allow": list(grant.publish)},
+        "sub": {"allow": list(grant.subscribe)},
+        **({"resp": {"max": 1, "ttl": 0}} if grant.responds else {}),
+        "subs": -1,
+        "data": -1,
+        "payload": -1,
+        "issuer_account": account_pub,
+        "type": "user",
+        "version": 2,
+    }
+    user_jwt = _nats_jwt(account, user.public_key.decode(), "auth", user_claims)
+    creds = tmp_path / "auth.creds"
+    creds.write_text(
+        f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{user.seed.decode()}\n------END USER NKEY SEED------\n"
+    )
+    server = NatsServer(
+        data_dir=tmp_path / "nats",
+        port=free_port(),
+        extra_config=(
+            f"operator: {operator_jwt}\nsystem_account: {system_pub}\nresolver: MEMORY\n"
+            f"resolver_preload: {{\n  {account_pub}: {account_jwt}\n  {system_pub}: {system_jwt}\n}}\n"
+        ),
+    ).start()
+    port = free_port()
+    proc = _serve("auth", {**base_env, "NATS_URL": server.url, "NATS_CREDS_FILE": str(creds)}, port)
+    try:
+        _ready(proc, port)
+    finally:
+        log = _stop(proc)
+        server.stop()
+    assert "Traceback" not in log
+    assert nats_refusals(server) == [], "the creds' grants are the service's"

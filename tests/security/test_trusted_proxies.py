@@ -8,6 +8,7 @@ The unit table pins the walk; the end-to-end tests run the real services (in-pro
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import random
 import time
@@ -253,7 +254,8 @@ def documentation_v4() -> str:
 
 
 def documentation_v6() -> str:
-    return f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    """A random 2001:db8::/32 address in canonical form (what the server reports)."""
+    return str(ipaddress.ip_address(f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"))
 
 
 @asynccontextmanager
