@@ -20,7 +20,7 @@ $(NODE_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
 	@touch $(NODE_STAMP)
 
 dev: $(STAMP) $(NODE_STAMP)
-	$(BIN)/liveboard dev
+	$(BIN)/liveboard dev $(ARGS)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -86,14 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", nargs="?", choices=["auth", "boards", "audit"])
     p.set_defaults(func=_cmd_migrate)
 
-    p = sub.add_parser("dev", help="embedded NATS + Postgres, migrations, demo data, all four services")
-    p.add_argument("--state-dir", default=os.environ.get("LIVEBOARD_HOME", ".liveboard"))
-    p.add_argument("--realtime-port", type=int, default=8000)
-    p.add_argument("--auth-port", type=int, default=8001)
-    p.add_argument("--boards-port", type=int, default=8002)
-    p.add_argument("--audit-port", type=int, default=8003)
-    p.add_argument("--nats-port", type=int, default=4222)
-    p.add_argument("--postgres-port", type=int, default=54322)
+    p = sub.add_parser(
+        "dev",
+        help="embedded NATS + Postgres, migrations, demo data, all four services",
+        description="Run the whole stack on this machine: nats-server (JetStream, per-service users) and "
+        "PostgreSQL from their PyPI wheels, the migrations, the demo organization and board, and the four "
+        "services. Ctrl-C stops the services, then the servers. NATS_URL / DATABASE_URL in the "
+        "environment use those servers instead of embedded ones. With make: make dev ARGS='--realtime-port 9000'.",
+    )
+    p.add_argument(
+        "--state-dir",
+        default=os.environ.get("LIVEBOARD_HOME", ".liveboard"),
+        help="data directories, generated secrets and service logs, kept between runs; one running stack "
+        "per directory (default: $LIVEBOARD_HOME or .liveboard)",
+    )
+    for name, port in (("realtime", 8000), ("auth", 8001), ("boards", 8002), ("audit", 8003)):
+        p.add_argument(f"--{name}-port", type=int, default=port, help=f"port of the {name} service (default {port})")
+    p.add_argument("--nats-port", type=int, default=4222, help="port of the embedded nats-server (default 4222)")
+    p.add_argument("--postgres-port", type=int, default=54322, help="port of the embedded PostgreSQL (default 54322)")
     p.set_defaults(func=_cmd_dev)
 
     p = sub.add_parser("token", help="mint a Supabase-format access token with the dev secret")

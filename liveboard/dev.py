@@ -2,14 +2,18 @@
 
 State (data directories, generated secrets) lives under ``.liveboard/`` so a second run reuses
 it. Environment values (``DATABASE_URL``, ``NATS_URL``, ``SUPABASE_JWT_SECRET``, ...) win over
-what is kept there. Ctrl-C, SIGINT or SIGTERM stops every child and server; nothing is orphaned.
+what is kept there. Ctrl-C, SIGINT or SIGTERM stops the services, then NATS and Postgres (every
+child runs in a session of its own, so a terminal's Ctrl-C reaches only this process and the
+servers outlive the services that need them while stopping); nothing is orphaned.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,7 +21,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -131,6 +135,9 @@ class DevStack:
                 stdin=subprocess.DEVNULL,
                 stdout=open(self.state / f"{name}.log", "ab"),
                 stderr=subprocess.STDOUT,
+                # Sessions of their own, like NATS and Postgres: a terminal's Ctrl-C reaches only
+                # this process, which stops the services (one SIGTERM each) and then the servers.
+                start_new_session=True,
             )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -185,10 +192,52 @@ class _Stop(Exception):
     pass
 
 
+class StateInUse(Exception):
+    pass
+
+
+def _hold_state(state: Path) -> IO[str]:
+    """An exclusive lock on ``state`` for as long as this stack runs (the kernel drops it when the
+    process ends, however it ends): two stacks on one state directory would run two nats-servers
+    on one JetStream directory and two Postgres on one data directory."""
+    handle = open(state / "dev.lock", "a+")  # held until the process exits
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StateInUse(
+            f"{state} is in use by another liveboard dev (PID {holder}); stop it, or give this one "
+            "its own --state-dir (and other ports)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _command(name: str) -> str:
+    """How to run the ``liveboard`` console script from here, as the user can type it."""
+    script = Path(sys.executable).parent / name
+    if not script.exists():
+        return f"{Path(sys.executable).name} -m liveboard"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def run_dev(state: Path, ports: dict[str, int], nats_port: int, postgres_port: int) -> int:
     started = time.monotonic()
     state = state.resolve()
     state.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = _hold_state(state)
+    except StateInUse as exc:
+        print(f"liveboard dev: {exc}", flush=True)
+        return 2
     secrets_ = DevSecrets.load_or_create(state)
     stack = DevStack(state=state, ports=ports, nats_port=nats_port, postgres_port=postgres_port)
 
@@ -222,7 +271,8 @@ def run_dev(state: Path, ports: dict[str, int], nats_port: int, postgres_port: i
                 f"{user.name:<6} ({user.role:<6}) http://127.0.0.1:{ports['realtime']}/#token={token}&board={board_id}"
             )
         stack._say("\nservice_role key: " + service_role_key(secret))
-        stack._say("Mint more tokens: liveboard token --sub USER_ID --email EMAIL")
+        home = "" if state == Path(".liveboard").resolve() else f"LIVEBOARD_HOME={shlex.quote(str(state))} "
+        stack._say(f"Mint more tokens: {home}{_command('liveboard')} token --sub USER_ID --email EMAIL")
         code = stack.watch()
     except _Stop:
         stack._say("\nstopping ...")
@@ -237,4 +287,5 @@ def run_dev(state: Path, ports: dict[str, int], nats_port: int, postgres_port: i
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
         stack._say("stopped")
+        lock.close()
     return code

@@ -212,8 +212,14 @@ class NatsServer(ManagedProcess):
             "--server_name",
             f"liveboard-dev-{self.port}",
         ]
+        # A session of its own: a terminal's Ctrl-C reaches the services, which still need NATS
+        # while they stop; whoever started the server stops it last.
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_for_port(self.port, self.host, timeout, self.proc)
         return self
@@ -314,6 +320,7 @@ class PostgresServer(ManagedProcess):
             stdout=log_handle,
             stderr=log_handle,
             cwd="/",
+            start_new_session=True,  # like nats-server: stopped last, not by the terminal's Ctrl-C
             **run_as,
         )
         log_handle.close()
