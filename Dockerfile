@@ -32,11 +32,12 @@ WORKDIR /src
 
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when the dependency
 # list changes, not on every source edit.
-COPY pyproject.toml ./
+# Exactly the versions the tests ran with (constraints.txt), never whatever is newest today.
+COPY pyproject.toml constraints.txt ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt
 
 # Then the source, and the project itself without touching the dependencies installed above.
 COPY README.md ./

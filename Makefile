@@ -6,13 +6,23 @@ STAMP  := $(VENV)/.installed-stamp
 WEB    := services/realtime/web
 NODE_STAMP := $(WEB)/node_modules/.installed-stamp
 
-.PHONY: dev test lint format clean
+.PHONY: dev test lint format clean constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+# Resolve the newest versions pyproject.toml allows into constraints.txt (in a scratch venv),
+# for a deliberate upgrade: run `make test` on them before committing.
+constraints:
+	rm -rf .constraints-venv && $(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip install --quiet --upgrade pip
+	.constraints-venv/bin/python -m pip install --quiet -e '.[dev]'
+	head -3 constraints.txt > constraints.new
+	.constraints-venv/bin/python -m pip freeze --exclude-editable | grep -v '^liveboard' >> constraints.new
+	mv constraints.new constraints.txt && rm -rf .constraints-venv
 
 # The official socket.io-client for the demo page and the JS client tests, from the lock file.
 $(NODE_STAMP): $(WEB)/package.json $(WEB)/package-lock.json

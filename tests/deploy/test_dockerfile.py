@@ -20,7 +20,7 @@ import pytest
 from .k8s import KUBECTL, ROOT, WORKLOAD_KINDS, containers, is_our_image, of_kind, pod_spec, render
 
 SOURCE_DIRS = ("libs", "services", "liveboard")
-DEPENDENCY_FILES = ("pyproject.toml", "requirements", ".lock")
+DEPENDENCY_FILES = ("pyproject.toml", "constraints.txt", "requirements", ".lock")
 
 
 @dataclass
@@ -251,3 +251,17 @@ def test_every_copied_path_reaches_the_context() -> None:
                     literal = "/".join(itertools.takewhile(lambda seg: not re.search(r"[*?\[]", seg), segments))
                     if literal not in ("", "."):
                         assert not ignored(literal), f"`{command.original}`: {literal} is excluded by .dockerignore"
+
+
+def test_the_image_installs_the_tested_versions() -> None:
+    """The image gets exactly what `make test` ran with (constraints.txt), not the newest release
+    of every dependency on the day it is built."""
+    installs = [
+        c.original
+        for s in stages()
+        for c in s.instructions
+        if c.cmd == "RUN" and re.search(r"pip install .*-r ", c.original)
+    ]
+    assert installs, "no dependency install found"
+    assert all("-c constraints.txt" in command for command in installs), installs
+    assert "!constraints.txt" in (ROOT / ".dockerignore").read_text().splitlines()
