@@ -52,6 +52,14 @@ class OrgMembership:
         }
 
 
+def _refused(message: str, organization_id: str) -> ApiError:
+    """``forbidden``, recorded in the audit log of the organization it was about (a refusal
+    raised deep inside a command knows that organization; the request path may not)."""
+    error = ApiError("forbidden", message)
+    error.audit = {"organization_id": organization_id}
+    return error
+
+
 @dataclass(frozen=True)
 class Scope:
     """A verified caller. ``service`` is the Supabase service_role administrator (no user)."""
@@ -91,17 +99,17 @@ class Scope:
 
     def require_admin(self, organization_id: str, what: str) -> None:
         if not self.can_admin(organization_id):
-            raise ApiError("forbidden", f"{what} needs the organization's admin or owner role")
+            raise _refused(f"{what} needs the organization's admin or owner role", organization_id)
 
     def require_read(self, organization_id: str, division_id: str | None = None) -> None:
         if not self.can_read(organization_id, division_id):
-            raise ApiError("forbidden", "no access to this organization or division")
+            raise _refused("no access to this organization or division", organization_id)
 
     def require_write(self, organization_id: str, division_id: str | None = None) -> None:
         if not self.can_write(organization_id, division_id):
             if self.can_read(organization_id, division_id):
-                raise ApiError("forbidden", "read-only access: viewers cannot change boards")
-            raise ApiError("forbidden", "no access to this organization or division")
+                raise _refused("read-only access: viewers cannot change boards", organization_id)
+            raise _refused("no access to this organization or division", organization_id)
 
     def to_claims(self) -> dict[str, Any]:
         return {

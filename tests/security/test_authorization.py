@@ -67,6 +67,29 @@ async def test_deleting_a_board_takes_an_organization_admin(stack):
         assert status == 200 and body["board_id"] == board["board"]["id"], body
 
 
+async def test_refusals_inside_a_command_are_in_the_organizations_audit_log(stack, audit_url):
+    """A member deleting a board and a viewer writing are refused after the board is loaded (the
+    request itself names no organization): the security events still belong to that
+    organization's chain, where its admins read them, not to the global one."""
+    owner, member, viewer = (stack.user(n) for n in ("owner", "member", "viewer"))
+    org = await stack.organization(o=(owner, "owner"), m=(member, "member"), v=(viewer, "viewer"))
+    board = await stack.board(org, owner, cards=1)
+    board_id, card = board["board"]["id"], board["cards"][0]["id"]
+    assert (await stack.call("DELETE", f"{stack.boards_url}/v1/boards/{board_id}", member.token))[0] == 403
+    status, _ = await stack.call("PATCH", f"{stack.boards_url}/v1/cards/{card}", viewer.token, {"title": "x"})
+    assert status == 403
+
+    async def recorded() -> bool:
+        status, body = await stack.call(
+            "GET", f"{audit_url}/v1/audit/events?organization_id={org}&limit=100", owner.token
+        )
+        assert status == 200, body
+        refusals = {row["user_id"] for row in body["events"] if row["stream"] == "SECURITY_EVENTS"}
+        return {member.id, viewer.id} <= refusals
+
+    await eventually(recorded, timeout=10)
+
+
 # --- division-limited admins ------------------------------------------------------------------
 
 
