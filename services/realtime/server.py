@@ -473,11 +473,10 @@ class WebSocketServer:
         self, session: Session, board_id: str, organization_id: str, division_id: str | None, since_seq: int | None
     ) -> dict[str, Any]:
         config = self.config
-        if board_id in session.boards:
-            await self._leave(session, board_id, notify=False)  # a re-join (e.g. after resync_required)
-        if len(session.boards) >= config.max_rooms_per_connection:
+        rejoin = board_id in session.boards  # e.g. after resync_required: the socket counts once
+        if len(session.boards) - rejoin >= config.max_rooms_per_connection:
             raise ApiError("too_many_rooms", f"a connection may join at most {config.max_rooms_per_connection} boards")
-        if self.manager.members(board_id) >= config.max_connections_per_room:
+        if self.manager.members(board_id) - rejoin >= config.max_connections_per_room:
             raise ApiError("room_full", f"this board already has {config.max_connections_per_room} connections")
         access = await self.session_scopes.call(session, lambda token: self.boards.access(token, board_id))
         token = session.scope_token
@@ -486,6 +485,8 @@ class WebSocketServer:
             or (division_id is not None and access.get("division_id") != division_id)
         ):
             raise ApiError("forbidden", "the board does not belong to that organization or division")
+        if rejoin:  # only once the re-join is allowed: a refused one leaves the socket where it was
+            await self._leave(session, board_id, notify=False)
         feed = await self.feeds.attach(board_id)
         loaded: dict[str, Any] = {}
 

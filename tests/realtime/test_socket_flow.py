@@ -122,6 +122,25 @@ async def test_join_is_checked_against_the_real_organization(stack):
     assert missing["error"]["code"] == "not_found"
 
 
+async def test_a_refused_re_join_keeps_the_socket_on_the_board(stack):
+    """A re-join (what a client does after resync_required) that is refused leaves the socket where
+    it was: still in the room, still receiving the board's events."""
+    alice = stack.user("alice")
+    org = await stack.organization(a=(alice, "owner"))
+    board = await stack.board(org, alice, cards=1)
+    board_id = board["board"]["id"]
+    watcher, mover = await stack.client(alice), await stack.client(alice)
+    for client in (watcher, mover):
+        assert (await client.call("join_board", {"board_id": board_id, "organization_id": org}))["ok"]
+    refused = await watcher.call("join_board", {"board_id": board_id, "organization_id": org, "division_id": "x"})
+    assert refused["error"]["code"] == "forbidden", refused
+    changed = await mover.call(
+        "task_updated", {"board_id": board_id, "task_id": board["cards"][0]["id"], "changes": {"title": "still here"}}
+    )
+    assert changed["ok"], changed
+    await watcher.wait_for("task_updated", where=lambda e: e["data"]["changes"]["title"] == "still here")
+
+
 @pytest.mark.parametrize("case", ["none", "garbage", "bad_signature", "anon", "service_role", "expired"])
 async def test_bad_tokens_get_connect_error_unauthorized(stack, case):
     import socketio
