@@ -224,6 +224,42 @@ class NatsServer(ManagedProcess):
         wait_for_port(self.port, self.host, timeout, self.proc)
         return self
 
+    def restart(self, *, kill: bool = False, timeout: float = 20.0) -> NatsServer:
+        """Stop (``kill``: SIGKILL, no flush, no goodbye) and start again on the same port and data
+        directory, as a crashed or upgraded server comes back: for fault-injection tests."""
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        return self.start(timeout)
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "jetstream"
+
+    def disk_image(self, into: Path) -> Path:
+        """Copy the JetStream store as it is on disk now, the server frozen (SIGSTOP) meanwhile.
+
+        That copy is what the disk would hold after a host crash (kernel, power) if no fsync
+        happened after this moment: a server that ``crash``-es back to it has lost every write it
+        acknowledged since, as JetStream may within its ``sync_interval``.
+        """
+        assert self.running(), "nats-server is not running"
+        self._signal(signal.SIGSTOP)
+        try:
+            shutil.copytree(self.store_dir, into, symlinks=True)
+        finally:
+            self._signal(signal.SIGCONT)
+        return into
+
+    def crash(self, image: Path, timeout: float = 20.0) -> NatsServer:
+        """SIGKILL, then start again from the store in ``image`` (a ``disk_image``): a host crash
+        that lost the writes not yet fsynced."""
+        self.kill()
+        shutil.rmtree(self.store_dir)
+        shutil.copytree(image, self.store_dir, symlinks=True)
+        return self.start(timeout)
+
 
 @dataclass
 class PostgresServer(ManagedProcess):
@@ -372,6 +408,12 @@ class PostgresServer(ManagedProcess):
         exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
         if exists != "1":
             self.psql(f'CREATE DATABASE "{name}"')
+
+    def restart(self, timeout: float = 30.0) -> PostgresServer:
+        """Fast shutdown (open transactions aborted, clients disconnected) and start again on the
+        same port and data directory: for fault-injection tests."""
+        self.stop()
+        return self.start(timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         # SIGINT is Postgres's "fast shutdown": abort transactions, checkpoint, exit.

@@ -19,7 +19,7 @@ from pydantic import ValidationInfo, field_validator
 
 from libs.common.audit_feed import AUDIT_FEED
 from libs.common.db import PG_POOL
-from libs.common.messaging import NATS_CLIENT
+from libs.common.messaging import NATS_CLIENT, NATS_RECONNECT_HOOKS
 from libs.common.service import service_app
 from libs.common.settings import CommonSettings, env, load_settings
 from libs.common.web import METRICS, TRACER
@@ -88,11 +88,13 @@ def boards_ctx(settings: Settings) -> Any:
         await access.follow_membership_changes(client)
         app[ACTIONS], app[QUERIES], app[ACCESS], app[OUTBOX] = actions, queries, access, outbox
         await outbox.ensure_stream()  # best effort: the relay declares it later if NATS is not ready
+        app[NATS_RECONNECT_HOOKS].append(outbox.nats_reconnected)  # NATS may have lost writes: rewind
         relay = asyncio.create_task(outbox.run(), name="boards-outbox-relay")
         api = NatsApi(client, tracer, access, actions, queries, feed=app[AUDIT_FEED])
         await api.start()
         yield
         await api.stop()
+        await outbox.flush(timeout=2.0)  # what is left is published by the next relay pass anywhere
         relay.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay

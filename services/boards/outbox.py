@@ -4,12 +4,21 @@ The event row is written in the mutation's transaction, so Postgres knows about 
 before anyone else does. Two paths then publish it to ``kanban.events.<org>.<board>.<type>`` with
 ``Nats-Msg-Id = event_id`` (JetStream drops a second copy inside its duplicate window):
 
-- **inline**, right after commit, from the request that made it — the fast path;
+- the **publisher**, right after commit: the request hands its events over and answers at once
+  (the user's change is committed; a slow JetStream must not hold their ack — docs/decisions.md
+  "Acked at commit"). One task per process publishes what was handed over, in commit order,
+  pipelining up to ``PIPELINE`` publishes, and marks them published in batches;
 - the **relay**, for rows whose ``published_at`` is still NULL (the process died between commit
-  and publish, or NATS was away). It wakes on ``NOTIFY boards_outbox`` (sent by the committing
-  transaction), waits a short grace so the inline path can finish, and also sweeps periodically
-  and once at start-up. Rows are claimed ``FOR UPDATE SKIP LOCKED`` so several replicas share
-  the work instead of racing on it.
+  and publish, NATS was away, the publisher's queue was full). It wakes on ``NOTIFY
+  boards_outbox`` (sent by the committing transaction), waits a short grace so the publisher can
+  finish, and also sweeps periodically and once at start-up. Rows are claimed ``FOR UPDATE SKIP
+  LOCKED`` so several replicas share the work instead of racing on it.
+
+JetStream acknowledges a write before it is on disk (``sync_interval``), so an acknowledged event
+can still be lost when a NATS host crashes. Postgres is the source of truth: after every
+reconnection to NATS the relay **rewinds**: rows published within the last
+``republish_window`` seconds are marked unpublished and published again. Copies JetStream still
+holds are dropped as duplicates (the window is its duplicate window); the ones it lost are stored.
 
 The relay never gives up: NATS or Postgres errors are logged, it waits and tries again, and a
 lost LISTEN connection is replaced. It also prunes events past the retention (if one is set) and
@@ -22,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -54,6 +64,12 @@ _UNPUBLISHED = f"""
 #: Inline publishes are marked in batches at most this often (seconds); well under ``grace``.
 MARK_INTERVAL = 0.02
 _MARK = "UPDATE kanban_board_events SET published_at = clock_timestamp() WHERE event_id = any($1::uuid[])"
+_REWIND = """UPDATE kanban_board_events SET published_at = NULL
+             WHERE published_at > clock_timestamp() - make_interval(secs => $1)"""
+#: Publishes the publisher has in flight at once (they go out in order; acks are awaited together).
+PIPELINE = 64
+#: Events waiting for the publisher beyond this are left to the relay (JetStream away or slow).
+QUEUE_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,10 @@ class OutboxConfig:
     grace: float = 1.0
     batch: int = 500
     publish_timeout: float = 2.0
+    #: Seconds of published events the relay publishes again after a NATS (re)connection: what a
+    #: crashed NATS host may have acknowledged without storing (its ``sync_interval``, 2 min by
+    #: default). Equal to the stream's duplicate window, so copies it kept are not stored twice.
+    republish_window: float = 120.0
     #: Days of events kept for catch-up (``None``: all of them).
     retention_days: float | None = None
     client_op_retention_hours: float = 24.0 * 7
@@ -105,6 +125,13 @@ class Outbox:
         self._wake = asyncio.Event()
         self._to_mark: list[str] = []
         self._mark_soon = asyncio.Event()
+        self._mark_lock = asyncio.Lock()
+        self._queue: deque[StoredEvent] = deque()
+        self._publish_soon = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        #: Set on every NATS reconnect: the relay rewinds before its next sweep.
+        self._rewind_due = False
         self._stream_ready = False
         self._last_housekeeping = 0.0
         self.published = Counter(
@@ -134,26 +161,70 @@ class Outbox:
         return client is not None and client.is_connected
 
     async def publish(self, events: list[StoredEvent]) -> None:
-        """After commit, from the request: best effort, the relay covers every failure."""
+        """After commit, from the request: hand the events to the publisher and return at once.
+
+        Best effort, the relay covers every failure: with NATS away, or too much already waiting,
+        the events are left to it.
+        """
         if not events:
             return
-        if not (self._stream_ready and self._nats_up()):
+        if not (self._stream_ready and self._nats_up()) or len(self._queue) + len(events) > QUEUE_LIMIT:
             self.wake()
             return
-        done: list[str] = []
-        for event in events:
-            try:
-                await self._publish_one(event)
-            except PUBLISH_ERRORS as exc:
-                log.warning("publish failed; the relay will retry: %s", exc, extra={"event_id": event.event_id})
-                self._stream_ready = False
+        self._queue.extend(events)
+        self._idle.clear()
+        self._publish_soon.set()
+
+    async def _publisher(self) -> None:
+        """Publish what requests handed over, in order, ``PIPELINE`` at a time."""
+        while True:
+            if not self._queue:
+                self._idle.set()
+                await self._publish_soon.wait()
+                self._publish_soon.clear()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(PIPELINE, len(self._queue)))]
+            # Tasks start in creation order and each writes its PUB before its first wait, so the
+            # batch goes out in commit order; the acks are then awaited together.
+            outcomes = await asyncio.gather(*(self._publish_one(e) for e in batch), return_exceptions=True)
+            done: list[str] = []
+            for event, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, PUBLISH_ERRORS):
+                    log.warning("publish failed; the relay will retry: %s", outcome, extra={"event_id": event.event_id})
+                    self._stream_ready = False
+                elif isinstance(outcome, BaseException):  # a bug: logged in full, the row stays the relay's
+                    log.error("publish failed unexpectedly; the relay will retry", exc_info=outcome)
+                    self._stream_ready = False
+                else:
+                    done.append(event.event_id)
+            if done:
+                self.published.labels("inline").inc(len(done))
+                self._to_mark.extend(done)
+                self._mark_soon.set()
+            if not self._stream_ready:  # NATS or the stream went away: the rest is the relay's
+                self._queue.clear()
                 self.wake()
-                break
-            done.append(event.event_id)
-        if done:
-            self.published.labels("inline").inc(len(done))
-            self._to_mark.extend(done)
-            self._mark_soon.set()
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until the publisher has nothing left; for a clean shutdown."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return self._idle.is_set()
+
+    async def nats_reconnected(self) -> None:
+        """A new NATS connection (perhaps to a server that lost writes): rewind, then sweep."""
+        self._rewind_due = True
+        self.wake()
+
+    async def rewind(self) -> int:
+        """Mark the events published within ``republish_window`` unpublished again (see module)."""
+        async with self._mark_lock:
+            self._to_mark.clear()  # published before the reconnect: to be published again instead
+            status = await self.pool.execute(_REWIND, self.config.republish_window)
+        count = int(status.split()[-1])
+        if count:
+            log.info("republishing the %d events of the last %.0fs", count, self.config.republish_window)
+        return count
 
     async def _mark_published(self) -> None:
         """Set ``published_at`` for inline publishes, many rows per statement, off the request path.
@@ -164,11 +235,12 @@ class Outbox:
         while True:
             await self._mark_soon.wait()
             self._mark_soon.clear()
-            batch, self._to_mark = self._to_mark, []
-            try:
-                await self.pool.execute(_MARK, batch)
-            except Exception as exc:  # usually DATABASE_ERRORS; nothing here may stop the loop
-                log.warning("could not mark %d events published: %s", len(batch), exc)
+            async with self._mark_lock:  # never across a rewind: a mark after it would undo it
+                batch, self._to_mark = self._to_mark, []
+                try:
+                    await self.pool.execute(_MARK, batch)
+                except Exception as exc:  # usually DATABASE_ERRORS; nothing here may stop the loop
+                    log.warning("could not mark %d events published: %s", len(batch), exc)
             await asyncio.sleep(MARK_INTERVAL)
 
     # --- the relay ------------------------------------------------------------------------
@@ -235,8 +307,8 @@ class Outbox:
             )
 
     async def run(self) -> None:
-        """The relay and the marking of inline publishes; returns only when cancelled."""
-        await asyncio.gather(self._relay(), self._mark_published())
+        """The relay, the publisher and its marking; returns only when cancelled."""
+        await asyncio.gather(self._relay(), self._publisher(), self._mark_published())
 
     async def _relay(self) -> None:
         while True:
@@ -256,6 +328,14 @@ class Outbox:
             listener.add_termination_listener(self.wake)
             grace = 0.0  # the first pass after (re)connecting: whatever a crash left behind
             while not listener.is_closed():
+                if self._rewind_due and self._nats_up():
+                    self._rewind_due = False
+                    try:
+                        await self.rewind()
+                    except BaseException:
+                        self._rewind_due = True  # Postgres away: again on the next pass
+                        raise
+                    grace = 0.0
                 published = await self.sweep(grace)
                 grace = self.config.grace
                 if time.monotonic() - self._last_housekeeping > self.config.housekeeping_interval:
