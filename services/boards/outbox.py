@@ -156,6 +156,12 @@ class Outbox:
         )
         return not ack.duplicate
 
+    async def _publish_traced(self, event: StoredEvent, name: str) -> bool:
+        """``_publish_one`` inside the trace of the request that committed ``event`` (the
+        publisher and the relay run outside it, in tasks of their own)."""
+        with continued(self.tracer, name, event.trace_context, kind=trace.SpanKind.INTERNAL):
+            return await self._publish_one(event)
+
     def _nats_up(self) -> bool:
         client = self.nats_client()
         return client is not None and client.is_connected
@@ -186,7 +192,9 @@ class Outbox:
             batch = [self._queue.popleft() for _ in range(min(PIPELINE, len(self._queue)))]
             # Tasks start in creation order and each writes its PUB before its first wait, so the
             # batch goes out in commit order; the acks are then awaited together.
-            outcomes = await asyncio.gather(*(self._publish_one(e) for e in batch), return_exceptions=True)
+            outcomes = await asyncio.gather(
+                *(self._publish_traced(e, "boards.outbox publish") for e in batch), return_exceptions=True
+            )
             done: list[str] = []
             for event, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, PUBLISH_ERRORS):
@@ -273,10 +281,7 @@ class Outbox:
                 for row in rows:
                     event = event_of(row)
                     try:
-                        with continued(
-                            self.tracer, "boards.outbox relay", event.trace_context, kind=trace.SpanKind.INTERNAL
-                        ):
-                            await self._publish_one(event)
+                        await self._publish_traced(event, "boards.outbox relay")
                     except PUBLISH_ERRORS as exc:
                         log.warning("relay publish failed: %s", exc, extra={"event_id": event.event_id})
                         self._stream_ready = False
