@@ -20,13 +20,16 @@ import nats.errors
 import nats.js.errors
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from . import bad_requests
 from .correlation import (
     CORRELATION_HEADER,
+    CORRELATION_RE,
     is_valid_correlation_id,
     new_correlation_id,
 )
@@ -146,6 +149,8 @@ async def error_middleware(request: web.Request, handler: Callable) -> web.Strea
         return error_response(code, message, exc.status)
     except asyncio.CancelledError:
         raise
+    except nats.errors.MaxPayloadError:  # a body within the HTTP cap but over what NATS carries
+        return error_response("payload_too_large", "the request is larger than the message bus carries", 413)
     except DEPENDENCY_ERRORS as exc:
         log.warning("dependency unavailable: %s", exc, extra={"path": request.path})
         return error_response("unavailable", "a backing service is unavailable; retry shortly", 503)
@@ -223,10 +228,21 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+#: Every operation accepts the correlation header (``correlation_middleware``); a bad one is 400.
+_CORRELATION_PARAMETER = {
+    "name": CORRELATION_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": CORRELATION_RE.pattern},
+}
+
+
 def openapi_document(app: web.Application) -> dict[str, Any]:
-    """Built from the route table: each handler's docstring and optional ``openapi`` attribute."""
+    """Built from the route table: each handler's docstring and optional ``openapi`` attribute
+    (``documented``), with the models its request bodies refer to under ``components.schemas``."""
     info = app[SERVICE]
     paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS", "*") or route.resource is None:
             continue
@@ -244,13 +260,13 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
             },
         }
         params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
-        if params:
-            operation["parameters"] = [
-                {"name": p.split(":")[0], "in": "path", "required": True, "schema": {"type": "string"}} for p in params
-            ]
-        extra = getattr(handler, "openapi", None)
-        if extra:
-            operation.update(extra)
+        operation["parameters"] = [
+            {"name": p.split(":")[0], "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+        ]
+        extra = dict(getattr(handler, "openapi", None) or {})
+        schemas.update(extra.pop("x-schemas", {}))
+        extra["parameters"] = [*operation["parameters"], *extra.get("parameters", []), _CORRELATION_PARAMETER]
+        operation.update(extra)
         paths.setdefault(path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
@@ -258,6 +274,7 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {
+                **schemas,
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -268,7 +285,7 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
                             "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
                         }
                     },
-                }
+                },
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
@@ -286,10 +303,11 @@ def documented(body: type[BaseModel] | None = None, **extra: Any) -> Callable:
     def wrap(handler: Callable) -> Callable:
         spec: dict[str, Any] = dict(extra)
         if body is not None:
-            spec["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": body.model_json_schema()}},
-            }
+            # Nested models are components: a ``#/$defs/...`` reference inside a body schema would
+            # resolve against the document's root, where there is no ``$defs``.
+            schema = body.model_json_schema(ref_template="#/components/schemas/{model}")
+            spec["x-schemas"] = schema.pop("$defs", {})
+            spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
         handler.openapi = spec  # type: ignore[attr-defined]
         return handler
 
@@ -300,7 +318,10 @@ async def read_json(request: web.Request, model: type[BaseModel] | None = None, 
     """The request body as JSON (validated against ``model`` when given), or a 400/413 ApiError."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise ApiError("payload_too_large", f"body over {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
+    try:
+        raw = await request.content.read(max_bytes + 1)
+    except (HttpProcessingError, web.RequestPayloadError) as exc:  # broken chunked or compressed body
+        raise ApiError("invalid_payload", f"the body cannot be read: {type(exc).__name__}") from None
     if len(raw) > max_bytes:
         raise ApiError("payload_too_large", f"body over {max_bytes} bytes")
     try:
@@ -341,6 +362,7 @@ def base_app(
     (``TRUSTED_PROXIES``); empty, the TCP peer is the client and no header is read.
     """
     registry = CollectorRegistry()
+    bad_requests.install()  # a request aiohttp cannot parse: one warning line, not a traceback
     # Outermost first: the client address before anything reads it (audit refusals, limits);
     # metrics see the final status; errors are rendered inside the request span.
     forwarded = [client_address_middleware(trusted_proxies)] if trusted_proxies else []

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field, field_validator
 
+from libs.common.bounds import PG_BIGINT_MAX, utc_timestamp
 from libs.common.correlation import CORRELATION_RE
 
 from .records import GLOBAL_CHAIN, ID_RE
@@ -40,7 +41,9 @@ class EventQuery(BaseModel):
     correlation_id: str | None = Field(default=None, pattern=CORRELATION_RE.pattern)
     since: datetime | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1)
-    cursor: int | None = Field(default=None, ge=1, description="next_cursor of the previous page (opaque)")
+    cursor: int | None = Field(
+        default=None, ge=1, le=PG_BIGINT_MAX, description="next_cursor of the previous page (opaque)"
+    )
 
     @field_validator("limit")
     @classmethod
@@ -50,9 +53,7 @@ class EventQuery(BaseModel):
     @field_validator("since")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        return utc_timestamp(value) if value is not None else None
 
 
 class ChainQuery(BaseModel):

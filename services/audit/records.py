@@ -103,6 +103,22 @@ def _board_origin(subject: str, envelope: Envelope) -> tuple[str, str]:
     return org, board
 
 
+def _without_nul(value: Any) -> Any:
+    """``value`` with every U+0000 (which jsonb cannot hold) as U+FFFD, in keys and strings.
+
+    The client-controlled parts of a security or connection event (a request path
+    ``/v1/boards/%00``) may carry one; refused by Postgres, the event would be a dead letter
+    instead of a chain row, and whoever probed would leave no trace in the log an auditor reads.
+    (A board event with one is boards breaking its own rule: that stays a dead letter.)"""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
 def to_record(
     stream: str, subject: str, payload: bytes, headers: Mapping[str, str] | None, *, received_at: datetime
 ) -> ActivityRecord:
@@ -112,6 +128,8 @@ def to_record(
     except EnvelopeError as exc:
         raise Unstorable(f"not an envelope: {exc}") from None
     data = envelope.data
+    if stream != BOARD_EVENTS_STREAM and b"\\u0000" in payload:  # board events: boards refused NUL already
+        data = _without_nul(data)
     if stream == BOARD_EVENTS_STREAM:
         organization_id, board_id = _board_origin(subject, envelope)
     else:

@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common.audit_feed import CALLER_ID
+from libs.common.bounds import StorableText
 from libs.common.db import PG_POOL
 from libs.common.errors import ApiError
 from libs.common.identity import Identity, bearer_token
@@ -28,10 +29,14 @@ from .tokens import exchange
 _ID_RE = ID_RE
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), StorableText]
 BEARER = [{"bearer": []}]
 
-Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320, pattern=r"^[^@\s]+@\S+$")]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=320, pattern=r"^[^@\s]+@\S+$"),
+    StorableText,
+]
 
 
 class OrganizationIn(BaseModel):

@@ -28,6 +28,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from libs.common.bounds import PG_BIGINT_MAX, StorableText
 from libs.common.errors import invalid
 from libs.common.ids import ID_PATTERN
 
@@ -45,33 +46,20 @@ def _iso_date(value: Any) -> date:
     raise ValueError("must be a date YYYY-MM-DD")
 
 
-def _no_nul(value: str) -> str:
-    """Postgres text (and jsonb) cannot hold NUL; refuse it here rather than fail at the database."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _unique(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
 Id = Annotated[StrictStr, StringConstraints(pattern=ID_PATTERN)]
 ClientOpId = Annotated[StrictStr, StringConstraints(pattern=CLIENT_OP_PATTERN)]
-Name = Annotated[
-    StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)
-]
-Title = Annotated[
-    StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_no_nul)
-]
-Description = Annotated[StrictStr, StringConstraints(max_length=20_000), AfterValidator(_no_nul)]
-Label = Annotated[
-    StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), AfterValidator(_no_nul)
-]
+Name = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), StorableText]
+Title = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), StorableText]
+Description = Annotated[StrictStr, StringConstraints(max_length=20_000), StorableText]
+Label = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), StorableText]
 Labels = Annotated[list[Label], Field(max_length=20), AfterValidator(_unique)]
 AssigneeIds = Annotated[list[Id], Field(max_length=50), AfterValidator(_unique)]
 DueDate = Annotated[date, BeforeValidator(_iso_date)]
-CommentBody = Annotated[StrictStr, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_no_nul)]
+CommentBody = Annotated[StrictStr, StringConstraints(min_length=1, max_length=10_000), StorableText]
 Position = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
 Version = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
 WipLimit = Annotated[StrictInt, Field(ge=0, le=100_000)]
@@ -230,8 +218,8 @@ class ColumnReorderedMessage(BoardRef, ReorderColumns):
 
 
 class EventsQuery(BoardRef):
-    since_seq: Annotated[StrictInt, Field(ge=0)] = 0
-    limit: Annotated[StrictInt, Field(ge=1)] = 1000  # above the maximum (1000) is clamped, as on REST
+    since_seq: Annotated[StrictInt, Field(ge=0, le=PG_BIGINT_MAX)] = 0
+    limit: Annotated[StrictInt, Field(ge=1, le=PG_BIGINT_MAX)] = 1000  # above the maximum (1000) is clamped
 
 
 class BoardListQuery(Payload):

@@ -36,6 +36,12 @@ MUTATIONS = frozenset(
 )
 
 
+def _too_large(limit: int) -> ApiError:
+    """A request NATS cannot carry: the client's message, not a failure of ours (WEBSOCKET_MAX_MESSAGE_BYTES
+    may be set above what the NATS server carries)."""
+    return ApiError("payload_too_large", f"this request is over the {limit} bytes the message bus carries")
+
+
 class BoardsClient:
     def __init__(
         self, nats_client: Callable[[], NATS | None], tracer: trace.Tracer, timeout: float = 5.0, http_url: str = ""
@@ -68,15 +74,20 @@ class BoardsClient:
             body["correlation_id"] = correlation_id
         if ip is not None:
             body["ip"] = ip
+        encoded = orjson.dumps(body)
+        if len(encoded) > client.max_payload:
+            raise _too_large(client.max_payload)
         try:
             reply = await request(
                 client,
                 self.tracer,
                 boards_command(command),
-                orjson.dumps(body),
+                encoded,
                 timeout=self.timeout,
                 correlation_id=correlation_id,
             )
+        except nats.errors.MaxPayloadError:  # the server's limit, should it be lower than announced
+            raise _too_large(client.max_payload) from None
         except nats.errors.NoRespondersError:
             raise ApiError("unavailable", "boards is not running") from None
         except (nats.errors.TimeoutError, TimeoutError):

@@ -39,6 +39,12 @@ class WebSocketConfig(CommonSettings):
     #: Messages of up to this size reach the handlers (which answer ``payload_too_large`` above
     #: ``max_message_bytes``); larger ones close the transport, as in every Socket.IO server.
     transport_max_bytes: int = env("transport_max_bytes", "WEBSOCKET_TRANSPORT_MAX_BYTES", default=16 << 20)
+    #: Seconds an Engine.IO transport has to get a namespace CONNECT admitted (with a valid token)
+    #: before it is closed; also after it leaves its last namespace (services/realtime/protocol.py).
+    auth_timeout: float = env("auth_timeout", "WEBSOCKET_AUTH_TIMEOUT", default=5.0, gt=0)
+    #: Engine.IO heartbeat: a ping every ``ping_interval`` seconds, answered within ``ping_timeout``.
+    ping_interval: float = env("ping_interval", "WEBSOCKET_PING_INTERVAL", default=25.0, gt=0)
+    ping_timeout: float = env("ping_timeout", "WEBSOCKET_PING_TIMEOUT", default=20.0, gt=0)
     boards_timeout: float = env("boards_timeout", "REALTIME_BOARDS_TIMEOUT", default=5.0, gt=0)
     #: Off: stock python-socketio delivery (``services/realtime/fastpath.py``), for comparison.
     fast_path: bool = env("fast_path", "REALTIME_FAST_PATH", default=True)

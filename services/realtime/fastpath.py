@@ -17,9 +17,11 @@ Three pieces, all behind python-socketio's normal API:
   timer, not a sleeping task; the receive loop needs no extra task per message. A socket whose
   unsent bytes pass ``MAX_BUFFERED`` is a slow consumer: it is dropped (it reconnects and
   catches up with ``since_seq``) instead of growing memory without bound.
-* ``FastEngineServer``: python-engineio's server creating ``FastSocket``s and websockets without
-  permessage-deflate (Node's engine.io default: per-connection compression would make the
-  shared frame impossible and costs more CPU than the bytes it saves on small events).
+* ``FastEngineServer``: ``protocol.ProtocolEngineServer`` (python-engineio with the protocol's
+  rules and the unauthenticated-transport limits, shared with the stock path) creating
+  ``FastSocket``s and websockets without permessage-deflate (Node's engine.io default:
+  per-connection compression would make the shared frame impossible and costs more CPU than the
+  bytes it saves on small events).
 * ``broadcast``: the room emit used by ``WebSocketServer._deliver``.
 
 Ordering: ``_deliver`` runs under the board feed's lock and ``broadcast`` does not yield, so
@@ -31,19 +33,16 @@ sent after is behind it.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import time
 from typing import Any
 
-import engineio
 import orjson
 from aiohttp import web
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
-from engineio.async_drivers.aiohttp import WebSocket as EngineWebSocket
-from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
+
+from .protocol import GuardedWebSocket, ProtocolEngineServer, ProtocolSocket
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +135,7 @@ class _DetachedQueue:
 DETACHED_QUEUE = _DetachedQueue()
 
 
-class FastSocket(AsyncSocket):
+class FastSocket(ProtocolSocket):
     """An Engine.IO socket that, on an uncompressed websocket, writes each packet directly.
 
     Instances start life as python-engineio ``AsyncSocket``s (``FastEngineServer`` switches their
@@ -144,7 +143,6 @@ class FastSocket(AsyncSocket):
     """
 
     _out: Any = None  # the transport, while direct writes are on
-    _ping_handle: asyncio.TimerHandle | None = None
 
     def write_frame(self, frame: bytes, pkt: eio_packet.Packet) -> None:
         """Send an already framed packet now (websocket) or queue ``pkt`` (polling, upgrading)."""
@@ -170,43 +168,18 @@ class FastSocket(AsyncSocket):
         self.server.start_background_task(self.close, wait=False, abort=True, reason=SLOW_CONSUMER)
         out.abort()
 
-    # -------------------------------------------------------------- pings: a timer, not a task
-
-    def schedule_ping(self) -> None:
-        if self.last_ping:
-            self.last_ping = None
-            self._ping_handle = asyncio.get_running_loop().call_later(
-                self.server.ping_interval, self._ping_due, context=contextvars.Context()
-            )  # not the context it was set in (a request's correlation id and span)
-
-    def _ping_due(self) -> None:
-        self._ping_handle = None
-        if self.closing or self.closed:
-            return
-        self.last_ping = time.time()
-        ping = eio_packet.Packet(eio_packet.PING)
+    def send_now(self, pkt: eio_packet.Packet) -> None:
+        """Pings (``ProtocolSocket``'s timer): written directly once the websocket took over."""
         if self._out is not None:
-            self.write_frame(frame_of(ping.encode()), ping)
+            self.write_frame(frame_of(pkt.encode()), pkt)
         else:
-            self.server.start_background_task(self.send, ping)
-
-    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
-        if self._ping_handle is not None:
-            self._ping_handle.cancel()
-            self._ping_handle = None
-        await super().close(wait=wait, abort=abort, reason=reason)
-        response = getattr(self, "_response", None)
-        if response is not None and not response.closed:
-            # Engine.IO v4 clients ignore a CLOSE packet on a websocket: close the WebSocket itself
-            # (close frame, the client answers) so the receive loop ends now, not at the ping deadline.
-            self._response = None
-            self.server.start_background_task(response.close)
+            self.queue.put_nowait(pkt)
 
     # -------------------------------------------------------------- websocket transport
 
     async def _websocket_handler(self, ws: Any) -> Any:
         response: web.WebSocketResponse = ws._sock
-        if response.compress:  # a compressed websocket cannot share frames: stock path
+        if response.compress:  # a compressed websocket cannot share frames: the stock loop
             return await super()._websocket_handler(ws)
         if self.connected:  # upgrade from polling: the stock probe/upgrade handshake
             if not await self._upgrade_handshake(ws):
@@ -268,62 +241,42 @@ class FastSocket(AsyncSocket):
                 transport.write(frame_of(pkt.encode()))
 
     async def _receive_loop(self, response: web.WebSocketResponse) -> None:
-        """Read packets until the client goes away; no task or timer per message."""
+        """Read packets until the client goes away or sends what may not be decoded; no task or
+        timer per message. Returning closes the transport (``_websocket_handler``)."""
         timeout = self.server.ping_interval + self.server.ping_timeout
         limit = self.server.max_http_buffer_size
         while True:
             try:
                 message = await response.receive(timeout)
-            except Exception:  # timeout (client silent past its ping deadline) or transport error
-                return
+            except (TimeoutError, OSError, RuntimeError):
+                return  # client silent past its ping deadline, or the transport failed / closed
             data = message.data
             if not isinstance(data, str | bytes) or len(data) > limit:
+                return  # close, error, or (aiohttp enforces it too) over the transport cap
+            if not await self.inbound(data):  # undecodable, or too large before authenticating
                 return
             try:
                 await self.receive(eio_packet.Packet(encoded_packet=data))
             except eio_exceptions.UnknownPacketError:
-                pass
+                pass  # OPEN, PING or NOOP from a client: ignored, as python-engineio and Node do
             except eio_exceptions.SocketIsClosedError:
                 return
-            except Exception:
-                self.server.logger.exception("Unknown receive error")
+            except Exception:  # our bug, not the client's: logged, and the transport is closed
+                log.exception("websocket receive failed", extra={"eio_sid": self.sid})
+                return
 
 
-class _SocketTable(dict):
-    """python-engineio builds ``AsyncSocket`` inline; registering one here makes it a ``FastSocket``."""
+class _UncompressedWebSocket(GuardedWebSocket):
+    """python-engineio's aiohttp websocket (guarded), without permessage-deflate (as Node's engine.io)."""
 
-    def __setitem__(self, sid: str, socket: Any) -> None:
-        if type(socket) is AsyncSocket:
-            socket.__class__ = FastSocket
-        super().__setitem__(sid, socket)
+    compress = False
 
 
-class _UncompressedWebSocket(EngineWebSocket):
-    """python-engineio's aiohttp websocket, without permessage-deflate (as Node's engine.io)."""
+class FastEngineServer(ProtocolEngineServer):
+    """The protocol-hardened python-engineio server with ``FastSocket``s and uncompressed websockets."""
 
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-        request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await self._sock.prepare(request)
-        self.environ = environ
-        await self.handler(self)
-        return self._sock
-
-
-class FastEngineServer(engineio.AsyncServer):
-    """python-engineio's server with ``FastSocket``s and uncompressed websockets."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._async = {**self._async, "websocket": _UncompressedWebSocket}
-
-    @property
-    def sockets(self) -> _SocketTable:
-        return self._socket_table
-
-    @sockets.setter
-    def sockets(self, value: dict[str, Any]) -> None:
-        self._socket_table = _SocketTable(value)
+    socket_class = FastSocket
+    websocket_class = _UncompressedWebSocket
 
 
 # ---------------------------------------------------------------------------------------- broadcast

@@ -62,6 +62,11 @@ async def stats(request: web.Request) -> web.Response:
     admin = await admin_of(request)
     server = request.app[WS_SERVER]
     body = server.manager.snapshot(set(admin.organizations) if admin.organizations is not None else None)
+    # Open Engine.IO transports that have no admitted namespace yet belong to no organization:
+    # server-wide, for service_role only (docs/decisions.md).
+    body["server_stats"]["unauthenticated_transports"] = (
+        server.guard.unauthenticated_count() if admin.organizations is None else 0
+    )
     body["status"] = "draining" if server.draining else "healthy"
     return json_response(body)
 

@@ -19,7 +19,7 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from libs.common.correlation import correlation_id_var, new_correlation_id
 from libs.common.errors import ApiError
 from libs.common.events import utc_now_iso
-from libs.common.identity import refusal_reason
+from libs.common.identity import MAX_TOKEN_BYTES, TokenRejected, refusal_reason
 from libs.common.scopes import Scope
 from libs.common.tracing import continued
 
@@ -88,22 +88,25 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
 
     # ------------------------------------------------------------------ dispatch
 
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event in ("connect", "disconnect"):
+    async def trigger_event(self, event: Any, *args: Any) -> Any:
+        """``event`` is whatever the client sent as the name, so it is compared, never hashed or
+        sliced, until it is known to be a string."""
+        if isinstance(event, str) and event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         sid, payload_args = args[0], args[1:]
         ws = self.ws
         session = ws.manager.sessions.get(sid)
         started = time.perf_counter()
-        name = event if event in CLIENT_EVENTS else "unknown"
+        name = event if isinstance(event, str) and event in CLIENT_EVENTS else "unknown"
         ws.metrics.events_in.labels(name).inc()
         ws.manager.count_event(session)
         reply: dict[str, Any]
         if session is None:
             reply = self._error(ApiError("unauthorized", "not connected"))
-        elif not session.limiter.allow():
+        elif session.ending or not session.limiter.allow():
             reply = self._error(ApiError("rate_limited", "too many messages; slow down"))
-            if session.limiter.abusive():
+            if not session.ending and session.limiter.abusive():
+                session.ending = True
                 log.warning("disconnecting an abusive socket", extra={"sid": sid, "user_id": session.user_id})
                 ws.publish_security("rate_limited", session, {"sid": sid})
                 ws.spawn(ws.sio.disconnect(sid, namespace=NAMESPACE), name="realtime-disconnect-abusive")
@@ -115,11 +118,14 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             ws.manager.count_event(session, error=True)
             ws.metrics.errors.labels(reply["error"]["code"]).inc()
             if not ws.ack_requested():
-                await self.emit("error", {**reply["error"], "event": event}, to=sid)
+                shown = event[:64] if isinstance(event, str) else None
+                await self.emit("error", {**reply["error"], "event": shown}, to=sid)
         return reply
 
-    async def _dispatch(self, session: Session, event: str, args: tuple[Any, ...]) -> dict[str, Any]:
-        handler = getattr(self, f"handle_{event}", None)
+    async def _dispatch(self, session: Session, event: Any, args: tuple[Any, ...]) -> dict[str, Any]:
+        if not isinstance(event, str):  # the protocol layer closes such transports; never internal here
+            return self._error(ApiError("invalid_payload", "event names are strings"))
+        handler = getattr(self, f"handle_{event}", None) if event in CLIENT_EVENTS else None
         if event in MUTATIONS:
             handler = self._mutation(event)
         carrier = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
@@ -137,6 +143,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
                     raise ApiError(
                         "payload_too_large", f"messages are limited to {self.ws.config.max_message_bytes} bytes"
                     )
+                payloads.check_json(args)
                 data = payloads.payload_object(args)
                 payloads.correlation_id(data)  # a malformed one is refused on every event (CONTRACT §7)
                 result = await handler(session, data)
@@ -326,4 +333,6 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         token = data.get("token")
         if not isinstance(token, str) or not token:
             raise ApiError("invalid_payload", "token must be a non-empty string")
+        if len(token) > MAX_TOKEN_BYTES:  # auth's own cap, applied before the token travels over NATS
+            raise TokenRejected("token_too_large", f"tokens over {MAX_TOKEN_BYTES} bytes are refused")
         return await self.ws.refresh(session, token)

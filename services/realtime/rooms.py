@@ -73,6 +73,9 @@ class Session:
     #: The pending scope renewal (``session_scopes``) and whether the last room check completed.
     renewal: Any = None
     scope_checked: bool = True
+    #: Being disconnected for abuse: what it still sends is dropped (never one more log line,
+    #: security event or disconnect per message: that would let a flood amplify itself).
+    ending: bool = False
 
     def touch(self) -> None:
         self.last_seen = time.monotonic()

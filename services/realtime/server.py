@@ -26,6 +26,7 @@ from engineio import packet as eio_packet
 from nats.aio.client import Client as NATS
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from socketio import packet as sio_packet
 
 from libs.common.access import Access, membership_change
 from libs.common.audit_feed import AUDIT_FEED, AuditFeed
@@ -40,12 +41,12 @@ from libs.common.subjects import (
 )
 from libs.common.tasks import stop_tasks
 
-from . import fastpath
+from . import decoding, fastpath, protocol
 from .boards_client import BoardsClient
 from .config import WebSocketConfig
 from .feeds import FeedRegistry
 from .limits import ConnectionRateLimiter
-from .namespace import NAMESPACE, WorkspaceNamespace, token_expiry
+from .namespace import NAMESPACE, WorkspaceNamespace, _client_ip, token_expiry
 from .nats_manager import NatsPubSubManager
 from .presence import PRESENCE_HEARTBEAT, Awareness, PresenceStore
 from .rooms import ConnectionManager, Session, board_room, room_kind
@@ -54,12 +55,18 @@ from .session_scopes import SessionScopes
 log = logging.getLogger(__name__)
 
 _ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
+#: While a namespace CONNECT is admitted: the handshake-limit answer its transport already paid
+#: for (one-shot), so one connection spends one token of the per-address bucket, not two.
+_PREPAID: ContextVar[list[bool] | None] = ContextVar("prepaid_handshake", default=None)
 #: Names the Socket.IO clients themselves use for the connection's lifecycle (socket.io-client's
 #: RESERVED_EVENTS, python-socketio's): a broadcast under one of them would reach the app's own
 #: lifecycle handlers (a forged ``connect_error`` looks like a refused connection).
 SOCKETIO_RESERVED = frozenset(
     {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener", "message"}
 )
+#: Event names a client may not send (socket.io-parser's RESERVED_EVENTS): python-socketio would
+#: run the namespace's own ``connect``/``disconnect`` handlers for them.
+CLIENT_RESERVED = SOCKETIO_RESERVED - {"message"}
 #: Event names an admin broadcast may not use: the clients' lifecycle names and every event the
 #: server itself sends (persisted board events, control events), so a broadcast cannot forge them.
 RESERVED_EVENTS = frozenset(
@@ -81,24 +88,209 @@ RESERVED_EVENTS = frozenset(
 )
 
 
-class LiveboardAsyncServer(socketio.AsyncServer):
-    """Records whether the client asked for an ack, so errors without one become ``error`` events.
+class HandshakeLimiter(ConnectionRateLimiter):
+    """The per-address handshake bucket, spent when an Engine.IO transport opens (so transports
+    that never send a CONNECT count too); the transport's first CONNECT uses that answer."""
 
+    def allow(self, ip: str) -> bool:
+        prepaid = _PREPAID.get()
+        if prepaid:
+            return prepaid.pop()
+        return super().allow(ip)
+
+
+class LiveboardAsyncServer(socketio.AsyncServer):
+    """python-socketio with the Socket.IO protocol's rules, and the ack flag for handlers.
+
+    Records whether the client asked for an ack, so errors without one become ``error`` events:
     python-socketio does not pass the ack id to handlers; this is the one place it is known.
     Handlers run inline (``async_handlers=False``) so one socket's events are handled in order,
     and the context variable is visible to them.
 
+    Protocol (``_handle_eio_message``): a packet python-socketio cannot decode, or one Node's
+    socket.io-parser would refuse (unknown type, an EVENT that is not a non-empty array named by a
+    string, a reserved event name, a CONNECT whose payload is not an object, a client CONNECT_ERROR,
+    a second CONNECT to a connected namespace) closes the transport with one rate-limited warning —
+    python-socketio raised into python-engineio (a traceback) and left the connection open. An
+    unknown namespace gets ``{"message": "Invalid namespace"}`` as Socket.IO v5 sends it.
+    Transports are accounted in ``guard`` (``protocol.TransportGuard``): admitted when they open,
+    authenticated when a namespace CONNECT is admitted, unauthenticated again (with a new
+    deadline) when they leave their last namespace.
+
     With ``fast_path`` (``REALTIME_FAST_PATH``, default on) the Engine.IO layer is
     ``fastpath.FastEngineServer``: websocket packets are written directly, in order, and board
     events are broadcast with one encoding (see ``fastpath``); the API is python-socketio's.
+    Otherwise it is ``protocol.ProtocolEngineServer`` (python-engineio's delivery).
     """
 
-    def __init__(self, *, fast_path: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        fast_path: bool = False,
+        guard: protocol.TransportGuard | None = None,
+        limiter: HandshakeLimiter | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Without ``guard`` and ``limiter`` (benchmarks and tests that drive the server directly)
+        transports get a minute to authenticate and addresses are not limited."""
         self.fast_path = fast_path  # read by _engineio_server_class, which super().__init__ calls
         super().__init__(**kwargs)
+        unlimited = 1 << 30
+        if guard is None:  # (not ``or``: an empty guard or limiter has len 0)
+            guard = protocol.TransportGuard(auth_timeout=60, max_per_address=unlimited, namespace=NAMESPACE)
+        self.guard = guard
+        self.limiter = limiter if limiter is not None else HandshakeLimiter(unlimited)
+        self.eio.guard = self.guard
 
     def _engineio_server_class(self) -> Any:
-        return fastpath.FastEngineServer if self.fast_path else super()._engineio_server_class()
+        return fastpath.FastEngineServer if self.fast_path else protocol.ProtocolEngineServer
+
+    # -------------------------------------------------------------- transports
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        """A new transport: counted for its address; it spends a handshake token now."""
+        await super()._handle_eio_connect(eio_sid, environ)
+        socket = self.eio.sockets.get(eio_sid)
+        if not isinstance(socket, protocol.ProtocolSocket):
+            return None
+        ip = _client_ip(environ)
+        if not self.guard.admit(socket, ip):
+            self.environ.pop(eio_sid, None)
+            return False  # python-engineio answers the handshake 401
+        socket.prepaid = [ConnectionRateLimiter.allow(self.limiter, ip)]
+        return None
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        """Answer a client-closed polling session's outstanding GET with NOOP, as Node's engine.io does.
+
+        python-engineio leaves that long-poll waiting until its timeout (45 s), and clients that
+        wait for it on close (python-socketio's) hang that long. A server-side close needs
+        nothing here: python-engineio queues the CLOSE packet itself.
+        """
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and not socket.upgraded and reason == self.eio.reason.CLIENT_DISCONNECT:
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
+        self.guard.closed(eio_sid)
+        await super()._handle_eio_disconnect(eio_sid, reason)
+
+    async def _reject(self, eio_sid: str, kind: str) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if isinstance(socket, protocol.ProtocolSocket):
+            await socket.reject(kind)
+        else:  # pragma: no cover - every socket of our engine servers is a ProtocolSocket
+            await self.eio.disconnect(eio_sid)
+
+    def _connected(self, eio_sid: str, namespace: str) -> bool:
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        return sid is not None and self.manager.is_connected(sid, namespace)
+
+    def _left_namespace(self, eio_sid: str | None) -> None:
+        """A transport without an admitted namespace is unauthenticated again: a new deadline."""
+        socket = self.eio.sockets.get(eio_sid) if eio_sid else None
+        if isinstance(socket, protocol.ProtocolSocket) and not (socket.closing or socket.closed):
+            if not any(self._connected(eio_sid, ns) for ns in self.namespace_handlers):
+                self.guard.unauthenticated(socket)
+
+    # -------------------------------------------------------------- Socket.IO packets
+
+    def _packet_problem(self, eio_sid: str, pkt: Any) -> str | None:
+        """Why socket.io-parser / Node's server would refuse ``pkt`` (None: it is valid)."""
+        kind, data = pkt.packet_type, pkt.data
+        namespace = pkt.namespace or "/"
+        if kind not in range(7):
+            return "unknown Socket.IO packet type"
+        if kind == sio_packet.CONNECT:
+            if data is not None and not isinstance(data, dict):
+                return "CONNECT payload is not an object"
+            if self._connected(eio_sid, namespace):
+                return "CONNECT to a namespace already connected"
+        elif kind == sio_packet.CONNECT_ERROR:
+            return "CONNECT_ERROR from a client"
+        elif kind in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
+            if not (isinstance(data, list) and data and isinstance(data[0], str)):
+                return "EVENT payload is not an array starting with the event name"
+            if data[0] in CLIENT_RESERVED:
+                return "reserved event name"
+        elif kind in (sio_packet.ACK, sio_packet.BINARY_ACK):
+            if not isinstance(data, list) or pkt.id is None:
+                return "ACK without an id and an array payload"
+        if kind in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK) and pkt.attachment_count < 1:
+            return "binary packet without attachments"
+        return None
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """Decode and check before dispatching (python-socketio's dispatch, which decodes unchecked)."""
+        if eio_sid in self._binary_packet:
+            if not isinstance(data, bytes):
+                await self._reject(eio_sid, "text packet where a binary attachment was due")
+                return
+            await super()._handle_eio_message(eio_sid, data)
+            return
+        if not isinstance(data, str):
+            await self._reject(eio_sid, "binary data without a packet")
+            return
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except (ValueError, TypeError, IndexError, RecursionError):  # orjson's errors are ValueErrors
+            await self._reject(eio_sid, "undecodable Socket.IO packet")
+            return
+        problem = self._packet_problem(eio_sid, pkt)
+        if problem is not None:
+            await self._reject(eio_sid, problem)
+            return
+        namespace = pkt.namespace or "/"
+        if pkt.packet_type == sio_packet.CONNECT:
+            await self._handle_connect(eio_sid, namespace, pkt.data)
+        elif not self._connected(eio_sid, namespace):
+            # Not connected (never, or refused, or disconnected by the server while this was in
+            # flight): dropped, as python-socketio does; Node would close the transport.
+            self.guard.errors.report("packet for a namespace not connected", namespace=namespace[:64])
+        elif pkt.packet_type == sio_packet.DISCONNECT:
+            await self._handle_disconnect(eio_sid, namespace, self.reason.CLIENT_DISCONNECT)
+        elif pkt.packet_type == sio_packet.EVENT:
+            await self._handle_event(eio_sid, namespace, pkt.id, pkt.data)
+        elif pkt.packet_type == sio_packet.ACK:
+            await self._handle_ack(eio_sid, namespace, pkt.id, pkt.data)
+        else:  # BINARY_EVENT, BINARY_ACK: wait for the attachments
+            self._binary_packet[eio_sid] = pkt
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        namespace = namespace or "/"
+        served = (
+            namespace in self.handlers
+            or namespace in self.namespace_handlers
+            or self.namespaces == "*"
+            or namespace in self.namespaces
+        )  # python-socketio's own rule
+        if not served:
+            await self._send_packet(
+                eio_sid,
+                self.packet_class(sio_packet.CONNECT_ERROR, data={"message": "Invalid namespace"}, namespace=namespace),
+            )
+            return
+        socket = self.eio.sockets.get(eio_sid)
+        if not isinstance(socket, protocol.ProtocolSocket):  # pragma: no cover - see _reject
+            await super()._handle_connect(eio_sid, namespace, data)
+            return
+        prepaid, socket.prepaid = socket.prepaid, None
+        token = _PREPAID.set(prepaid)
+        socket.connecting += 1
+        try:
+            await super()._handle_connect(eio_sid, namespace, data)
+        finally:
+            socket.connecting -= 1
+            _PREPAID.reset(token)
+        if self._connected(eio_sid, namespace) and not (socket.closing or socket.closed):
+            self.guard.authenticated(socket)
+
+    async def _handle_disconnect(self, eio_sid: str, namespace: str | None, reason: Any = None) -> None:
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+        self._left_namespace(eio_sid)
+
+    async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
+        await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+        self._left_namespace(eio_sid)
 
     def broadcast(self, event: str, data: Any, room: str, namespace: str, skip_sid: str | None = None) -> bool:
         """One encoding for the local members of ``room`` (fast path); False: the caller must ``emit``."""
@@ -112,17 +304,6 @@ class LiveboardAsyncServer(socketio.AsyncServer):
             await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
         finally:
             _ACK_REQUESTED.reset(token)
-
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
-        """Answer a closing polling client's outstanding GET with CLOSE, as Node's engine.io does.
-
-        python-engineio leaves that long-poll waiting until its 45 s timeout, and clients that
-        wait for it on close (python-socketio's) hang that long.
-        """
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is not None and not socket.upgraded:
-            socket.queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))
-        await super()._handle_eio_disconnect(eio_sid, reason)
 
 
 @dataclass
@@ -142,6 +323,12 @@ class SocketMetrics:
             rooms.labels(kind).set_function(lambda kind=kind: server.rooms_of_kind(kind))
         feeds = Gauge("liveboard_board_feeds", "Boards this replica is subscribed to", registry=registry)
         feeds.set_function(lambda: len(server.feeds.feeds))
+        pending = Gauge(
+            "liveboard_socket_unauthenticated_transports",
+            "Open Engine.IO transports without an admitted namespace CONNECT",
+            registry=registry,
+        )
+        pending.set_function(server.guard.unauthenticated_count)
         return cls(
             events_in=Counter(
                 "liveboard_socket_events_in_total", "Client events received", ["event"], registry=registry
@@ -175,17 +362,28 @@ class WebSocketServer:
         self.nats: NATS | None = None
         self.client_manager = NatsPubSubManager(lambda: self.nats)
         fast = fastpath.fast_path_enabled(config)
+        self.connect_limiter = HandshakeLimiter(config.rate_limit_connections)
+        self.guard = protocol.TransportGuard(
+            auth_timeout=config.auth_timeout,
+            max_per_address=config.rate_limit_connections,
+            namespace=NAMESPACE,
+            on_oversized_connect=self._oversized_connect,
+        )
         self.sio = LiveboardAsyncServer(
             fast_path=fast,
-            serializer=fastpath.OrjsonPacket if fast else "default",
+            guard=self.guard,
+            limiter=self.connect_limiter,
+            namespaces=[NAMESPACE],  # the main namespace "/" is not served: "Invalid namespace"
+            # EVENTs whose JSON only the lenient stdlib reads still get an ack (decoding.py).
+            serializer=decoding.tolerant(fastpath.OrjsonPacket if fast else sio_packet.Packet),
             async_mode="aiohttp",
             client_manager=self.client_manager,
             # Origins are checked in the connect handler so a refusal carries a code (CONTRACT §7).
             cors_allowed_origins="*",
             async_handlers=False,
             max_http_buffer_size=config.transport_max_bytes,
-            ping_interval=25,
-            ping_timeout=20,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
             logger=False,
             engineio_logger=False,
         )
@@ -203,7 +401,6 @@ class WebSocketServer:
         )
         self.awareness = Awareness(self._send_ephemeral)
         self.presence = PresenceStore()
-        self.connect_limiter = ConnectionRateLimiter(config.rate_limit_connections)
         self.scopes = ScopeClient(config.auth_service_url, tracer=tracer)  # NATS-backed once connected
         self.access = self._access()
         self.session_scopes = SessionScopes(self)
@@ -224,6 +421,12 @@ class WebSocketServer:
             else None,
         )
 
+    def _oversized_connect(self, ip: str) -> None:
+        """A CONNECT over the unauthenticated cap, answered ``unauthorized``/``token_too_large``."""
+        self.manager.stats.refused_connections += 1
+        self.metrics.refusals.labels("unauthorized").inc()
+        self.publish_security("token_too_large", None, {"ip": ip, "reason": "token_too_large"})
+
     @property
     def stats(self) -> Any:
         """The seed's ``server.stats`` (``active_connections``, ``total_connections``, ...)."""
@@ -240,6 +443,8 @@ class WebSocketServer:
 
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app, socketio_path="socket.io")
+        # Every other method reaches Engine.IO too, which answers 400 as Node's engine.io does.
+        app.router.add_route("*", "/socket.io/", self.sio.eio.handle_request)
         app.cleanup_ctx.append(self._runtime)
         app.on_shutdown.insert(0, self._drain)
 
