@@ -83,9 +83,5 @@ def hidden(what: str, organization_id: str, **data: Any) -> ApiError:
     return error
 
 
-def forbidden(message: str = "not allowed") -> ApiError:
-    return ApiError("forbidden", message)
-
-
 def unauthorized(message: str = "authentication required", **details: Any) -> ApiError:
     return ApiError("unauthorized", message, **details)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ID_RE = re.compile(ID_PATTERN)
-
-
-def is_id(value: Any) -> bool:
-    return isinstance(value, str) and ID_RE.fullmatch(value) is not None

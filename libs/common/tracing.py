@@ -28,8 +28,6 @@ from .correlation import correlation_id_var, is_valid_correlation_id
 
 CORRELATION_BAGGAGE_KEY = "correlation_id"
 CORRELATION_NATS_HEADER = "Correlation-Id"
-#: Keys a socket payload may carry for trace context (the contract's optional ``traceparent``).
-PAYLOAD_TRACE_KEYS = ("traceparent", "tracestate")
 
 _global_lock = threading.Lock()
 _global_set = False

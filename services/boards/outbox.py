@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 
 #: What a failed publish may raise: NATS away, no stream, timeouts, sockets.
 PUBLISH_ERRORS = (nats.errors.Error, TimeoutError, OSError)
-#: What a lost database may raise.
-DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 _UNPUBLISHED = f"""
     SELECT {EVENT_COLUMNS} FROM kanban_board_events
@@ -247,7 +245,7 @@ class Outbox:
                 batch, self._to_mark = self._to_mark, []
                 try:
                     await self.pool.execute(_MARK, batch)
-                except Exception as exc:  # usually DATABASE_ERRORS; nothing here may stop the loop
+                except Exception as exc:  # usually a lost database; nothing here may stop the loop
                     log.warning("could not mark %d events published: %s", len(batch), exc)
             await asyncio.sleep(MARK_INTERVAL)
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -33,9 +31,6 @@ from .boards_client import BoardsClient
 
 log = logging.getLogger(__name__)
 
-#: How many delivered events a feed remembers for sockets that join slightly behind.
-RECENT = 1000
-
 Deliver = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
@@ -44,7 +39,6 @@ class BoardFeed:
     board_id: str
     last_seq: int | None = None
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
-    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     subscription: Subscription | None = None
     joining: int = 0  # joins in progress: the feed must outlive them even with no member yet
@@ -163,7 +157,6 @@ class FeedRegistry:
 
     async def _emit(self, feed: BoardFeed, envelope: dict[str, Any]) -> None:
         feed.last_seq = envelope["seq"]
-        feed.recent.append(envelope)
         feed.delivered += 1
         await self._deliver(feed.board_id, envelope)
 
@@ -195,7 +188,6 @@ class FeedRegistry:
         feed.resyncs += 1
         feed.last_seq = target
         feed.pending = {s: e for s, e in feed.pending.items() if s > target}
-        feed.recent.clear()
         await self._resync(feed.board_id)
         return False
 
@@ -223,15 +215,6 @@ class FeedRegistry:
             await enter()
             return seq
 
-    def since(self, feed: BoardFeed, seq: int) -> list[dict[str, Any]] | None:
-        """Delivered events after ``seq`` from memory, or None when they are no longer all there."""
-        if feed.last_seq is None or seq >= feed.last_seq:
-            return []
-        wanted = [e for e in feed.recent if e["seq"] > seq]
-        if wanted and wanted[0]["seq"] == seq + 1:
-            return wanted
-        return None
-
     async def resync_all(self) -> None:
         """After a NATS reconnect: whatever was published meanwhile is fetched from boards."""
         for feed in list(self.feeds.values()):
@@ -248,7 +231,3 @@ class FeedRegistry:
                 for envelope in answer.get("events", []):
                     if envelope.get("seq") == feed.last_seq + 1:
                         await self._emit(feed, envelope)
-
-
-def encode(envelope: dict[str, Any]) -> bytes:
-    return orjson.dumps(envelope)
