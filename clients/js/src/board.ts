@@ -46,8 +46,8 @@ const TRANSIENT = new Set(['unavailable', 'rate_limited', 'internal', 'unauthori
 
 function isTransient(error: LiveboardError): boolean {
   if (TRANSIENT.has(error.code)) return true;
-  // boards: "client_op_id is in use by an unfinished request; retry" (a replay racing its original)
-  return error.code === 'conflict' && /unfinished/.test(String(error.message));
+  // boards: the client_op_id is in use by an unfinished request (a replay racing its original)
+  return error.code === 'conflict' && (error as { reason?: string }).reason === 'op_in_progress';
 }
 
 function newOpId(): string {
