@@ -99,6 +99,8 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
+    # A pooled connection a Postgres fast shutdown left half-open (found by `liveboard bench soak`).
+    asyncpg.InternalClientError,
     asyncpg.TooManyConnectionsError,
     nats.errors.ConnectionClosedError,
     nats.errors.NoRespondersError,

@@ -406,7 +406,9 @@ class Mutations:
             op_id,
         )
         if row is None or row["result"] is None:  # cannot happen: claims commit together with results
-            raise ApiError("conflict", "client_op_id is in use by an unfinished request; retry", reason="op_in_progress")
+            raise ApiError(
+                "conflict", "client_op_id is in use by an unfinished request; retry", reason="op_in_progress"
+            )
         if row["command"] != command or row["fingerprint"] != print_:
             raise ApiError("conflict", "client_op_id was already used for a different request")
         stored = row["result"]
