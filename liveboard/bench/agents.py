@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .eio import ConnectRefused, SocketIOClient
 from .pool import Agent
 
@@ -39,6 +41,17 @@ class Member:
     received: int = 0
     gaps: int = 0
     duplicates: int = 0
+    #: The last notice the server sent this socket about its session (``session_expired``, ...).
+    notice: str | None = None
+    #: The pending keepalive of this socket (``MemberAgent.start_keepalive``).
+    timer: asyncio.TimerHandle | None = None
+
+
+#: Server events that say something about a socket's session: kept to explain a closed socket.
+NOTICES = frozenset({"session_expired", "server_shutdown", "board_access_revoked", "token_expiring", "error"})
+#: The board id a keepalive ``leave_board`` names: never joined, so the server only answers
+#: ``{left: false}`` (and counts the socket as active, which pings do not).
+KEEPALIVE_BOARD = "liveboard-bench-keepalive"
 
 
 @dataclass
@@ -58,10 +71,16 @@ class MemberAgent(Agent):
         self.prefix = f"bench.{run_id}."
         self.clients: list[SocketIOClient] = []
         self.tally = Tally()
+        self._keepalive_s = 0.0
+        self.keepalives = {"sent": 0, "acked": 0, "refused": 0}
 
     def _on_event(self, client: SocketIOClient, name: str, payload: Any, received_ns: int) -> None:
         tally = self.tally
         tally.events[name] += 1
+        if name in NOTICES:
+            text = orjson.dumps(payload).decode()[:200] if payload is not None else ""
+            client.tag.notice = f"{name} {text}".strip()
+            return
         if name == "resync_required":
             tally.resyncs += 1
             return
@@ -108,6 +127,7 @@ class MemberAgent(Agent):
                     return
                 connect_ms.append((time.perf_counter() - began) * 1000)
                 self.clients.append(client)
+                self._schedule_keepalive(client)
                 if not join:
                     return
                 began = time.perf_counter()
@@ -163,7 +183,67 @@ class MemberAgent(Agent):
             "open": sum(1 for c in self.clients if c.is_open),
         }
 
+    async def start_keepalive(self, interval: float) -> None:
+        """From now on, every socket this agent holds sends a cheap event ``interval`` seconds
+        after its connect and then every ``interval`` seconds (0: never).
+
+        realtime closes a socket that sent no event for ``WEBSOCKET_CONNECTION_TIMEOUT`` (300 s
+        by default); Engine.IO pings do not count. One timer per socket, so the sends are spread
+        as the connects were (10,000 sockets every 120 s: ~83 events/s), never a burst."""
+        self._keepalive_s = interval
+        for client in self.clients:
+            self._schedule_keepalive(client)
+
+    def _schedule_keepalive(self, client: SocketIOClient) -> None:
+        if self._keepalive_s > 0 and client.tag is not None:
+            client.tag.timer = asyncio.get_running_loop().call_later(self._keepalive_s, self._send_keepalive, client)
+
+    def _send_keepalive(self, client: SocketIOClient) -> None:
+        if not client.is_open or client.sid is None:
+            return
+        counts = self.keepalives
+        try:
+            future = client.emit("leave_board", {"board_id": KEEPALIVE_BOARD}, ack=True)
+        except ConnectionError:
+            return
+        counts["sent"] += 1
+
+        def answered(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                counts["acked" if (done.result() or {}).get("ok") else "refused"] += 1
+
+        if future is not None:
+            future.add_done_callback(answered)
+        self._schedule_keepalive(client)
+
+    async def keepalive_counts(self) -> dict[str, int]:
+        return dict(self.keepalives)
+
+    async def closures(self) -> list[dict[str, Any]]:
+        """Every socket this agent held that the server (or the network) closed: when and why."""
+        closed = []
+        for number, client in enumerate(self.clients):
+            if client.closed_by_us or (client.close_reason is None and client.is_open):
+                continue
+            member: Member = client.tag
+            ended = client.closed_ns or time.monotonic_ns()
+            closed.append(
+                {
+                    "agent": self.index,
+                    "socket": number,
+                    "sid": client.sid,
+                    "board_id": member.board_id,
+                    "reason": client.close_reason or "transport closing",
+                    "notice": member.notice,
+                    "after_s": round((ended - client.opened_ns) / 1e9, 1),
+                }
+            )
+        return closed
+
     async def close(self) -> None:
+        for client in self.clients:
+            if client.tag is not None and client.tag.timer is not None:
+                client.tag.timer.cancel()
         for client in self.clients:
             client.close()
         self.clients.clear()

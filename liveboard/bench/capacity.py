@@ -3,7 +3,19 @@
 Connects in concurrent batches from the generator processes while a probe times
 ``GET /api/v1/websocket/health`` every 200 ms (does the server stay responsive while sockets
 pour in and while they sit idle?). Memory per connection is the realtime processes' RSS growth
-divided by the sockets connected, read after the server has gone idle again.
+divided by the sockets connected, read after the server has gone quiet again.
+
+"Quiet" is judged against measurements, never a fixed threshold (``procstat.settle``): realtime's
+CPU with no sockets is measured first, and after the joins the bench waits until the CPU is back
+near that baseline or has levelled off at its own steady cost (which at 10,000 sockets is well
+above zero) — bounded by ``--settle-timeout``, after which the report says it gave up.
+
+The sockets are kept alive: realtime closes a socket that sent no event for
+``WEBSOCKET_CONNECTION_TIMEOUT`` (300 s by default; pings do not count), so every socket sends a
+cheap ``leave_board`` of a board it never joined once per ``--keepalive`` seconds, spread evenly
+(the idle CPU includes them; the report says how many). Any socket the server closes anyway is
+reported with its reason, and the run then fails (exit status 1): the figures of a run that lost
+sockets are not the figures of N sockets.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from .pool import AgentPool, split
-from .procstat import CpuMeter, quiesce, rss_bytes
+from .procstat import CpuMeter, rss_bytes, settle
 from .report import Report
 from .run import Deployment
 
@@ -62,15 +74,18 @@ async def run(deployment: Deployment, args: Any) -> Report:
     setup = await deployment.provision(members=total, movers=0, boards=max(1, boards), cards=1)
     members = [setup.member_spec(index, setup.boards[index // room if boards else 0]) for index in range(total)]
     pids = deployment.realtime_pids
+    window = args.settle_window or (10.0 if total >= 1000 else 1.0)
     async with AgentPool(
         "liveboard.bench.agents:MemberAgent", args.processes, url=deployment.realtime_url, run_id=setup.run_id
     ) as pool:
-        await quiesce(pids)
+        before = await settle(pids, baseline_pct=0.0, window=window, timeout=args.settle_timeout)
+        baseline = before.level_pct or 0.0
         rss_before = rss_bytes(pids)
         probe = HealthProbe(deployment.realtime_url)
         probe.start()
         chunks = split(total, pool.size)
         starts = [sum(chunks[:i]) for i in range(pool.size)]
+        await pool.call("start_keepalive", interval=args.keepalive)
         began = time.monotonic()
         connected = await pool.call(
             "connect",
@@ -81,15 +96,20 @@ async def run(deployment: Deployment, args: Any) -> Report:
         )
         connect_seconds = time.monotonic() - began
         during_connect = list(probe.samples_ms)
-        settle_seconds = await quiesce(pids, timeout=300)
+        after = await settle(pids, baseline_pct=baseline, window=window, timeout=args.settle_timeout)
         rss_after = rss_bytes(pids)
         probe.samples_ms.clear()
+        keepalives_before = _sum_counts(await pool.call("keepalive_counts"))
         idle = CpuMeter(pids)
         idle.start()
         await asyncio.sleep(args.hold)
         idle.stop()
+        keepalives_idle = _sum_counts(await pool.call("keepalive_counts"))["sent"] - keepalives_before["sent"]
         rss_end = rss_bytes(pids)
         await probe.stop()
+        held_seconds = time.monotonic() - began
+        closures = [closed for answer in await pool.call("closures") for closed in answer]
+        keepalives = _sum_counts(await pool.call("keepalive_counts"))
         open_sockets = sum(await pool.call("start"))
         generator_cpu = await pool.cpu()
 
@@ -108,7 +128,23 @@ async def run(deployment: Deployment, args: Any) -> Report:
     )
     report.latency("connect (handshake)", "connect_ms", [ms for c in connected for ms in c["connect_ms"]])
     report.latency("join_board ack", "join_ms", [ms for c in connected for ms in c["join_ms"]])
-    report.add("server busy after the last join", round(settle_seconds, 1), "settle_s", "s")
+    report.add(
+        f"realtime CPU with no sockets (baseline, {window:g} s windows)",
+        baseline,
+        "baseline_cpu_pct",
+        "% of one core" + ("" if before.settled else f" ({before.reason})"),
+    )
+    report.add(
+        "quiet after the last join" if after.settled else "NOT quiet after the last join",
+        f"{after.seconds:.1f} s: {after.reason}; windows {after.windows_pct} % of one core",
+    )
+    report.data.update(
+        settle_s=round(after.seconds, 1),
+        settled=after.settled,
+        settle_reason=after.reason,
+        settle_windows_pct=after.windows_pct,
+        steady_cpu_pct=after.level_pct,
+    )
     report.add("realtime RSS before / after", f"{rss_before / 2**20:.1f} / {rss_after / 2**20:.1f} MiB")
     report.data.update(rss_before_bytes=rss_before, rss_after_bytes=rss_after)
     report.add(
@@ -128,12 +164,49 @@ async def run(deployment: Deployment, args: Any) -> Report:
     report.latency(f"health probe while idle ({args.hold:g} s)", "probe_idle_ms", probe.samples_ms)
     report.add("health probe failures", probe.failures, "probe_failures")
     report.add(
-        "server CPU while idle",
+        "server CPU while idle" + ("" if after.settled else " (NOT settled before: includes the joins' aftermath)"),
         round(idle.used / args.hold * 100, 2) if args.hold else None,
         "idle_cpu_pct",
         "% of one core",
     )
+    report.add(
+        "keepalives (leave_board of no board)",
+        f"every {args.keepalive:g} s per socket: {keepalives['sent']:,} sent, {keepalives['acked']:,} answered ok, "
+        f"{keepalives_idle:,} during the idle hold ({keepalives_idle / args.hold if args.hold else 0:.1f}/s)"
+        if args.keepalive > 0
+        else "off",
+    )
+    report.data.update(keepalive_s=args.keepalive, keepalives=keepalives, keepalives_idle=keepalives_idle)
+    report.add("sockets held for", round(held_seconds, 1), "held_s", "s since the first connect")
     report.add("sockets still open at the end", open_sockets, "open_at_end")
+    reasons: dict[str, int] = {}
+    for closed in closures:
+        why = closed["reason"] + (f" after {closed['notice']}" if closed["notice"] else "")
+        reasons[why] = reasons.get(why, 0) + 1
+    report.add("sockets closed by the server during the run", len(closures), "closed_during_run")
+    report.data["closed_reasons"] = reasons
+    report.data["closed"] = closures[:100]  # every reason is counted above; the first 100 sockets in full
+    for why, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        report.add("  closed", f"{count:,}: {why}")
+    for closed in closures[:20]:
+        report.add(
+            f"  socket {closed['agent']}.{closed['socket']}",
+            f"{closed['sid']} on {closed['board_id']}: closed after {closed['after_s']} s: {closed['reason']}"
+            + (f"; {closed['notice']}" if closed["notice"] else ""),
+        )
+    if closures:
+        report.failures.append(
+            f"{len(closures)} of the {made} sockets the bench held were closed during the run "
+            f"({'; '.join(f'{n} {why}' for why, n in reasons.items())}): these figures are not those of {made} sockets"
+        )
     report.add("generator CPU (all processes)", round(generator_cpu, 2), "generator_cpu_s", "s")
     report.add("realtime pids", ",".join(map(str, pids)) or "unknown", "realtime_pids")
     return report
+
+
+def _sum_counts(answers: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for answer in answers:
+        for key, value in answer.items():
+            total[key] = total.get(key, 0) + value
+    return total

@@ -38,6 +38,7 @@ MODES = {
     "fanout": "one room of R members, broadcasts at a rate: delivery, latency, server CPU per message",
     "moves": "B boards x W watchers, K movers: committed moves/s, ack and broadcast latency",
     "catchup": "a member misses M events and re-joins with since_seq: time until current, gapless",
+    "soak": "mixed traffic for minutes, faults when it started the stack, then every invariant (exit 1 if broken)",
 }
 
 
@@ -112,6 +113,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--room-size", type=_bounded(int, "room"), default=100, help="members per board")
     p.add_argument("--hold", type=_bounded(float, "hold"), default=5.0, help="seconds held idle after connecting")
     p.add_argument("--no-join", action="store_true", help="connect only (no boards, no presence)")
+    p.add_argument(
+        "--keepalive",
+        type=_bounded(float, "hold"),
+        default=120.0,
+        help="seconds between each socket's cheap event (0 = none); below the server's WEBSOCKET_CONNECTION_TIMEOUT",
+    )
+    p.add_argument(
+        "--settle-window",
+        type=float,
+        default=None,
+        help="seconds per CPU window when judging quiet: a whole number of 10 s presence heartbeats "
+        "(default 10 from 1,000 connections, 1 below)",
+    )
+    p.add_argument(
+        "--settle-timeout",
+        type=_bounded(float, "hold"),
+        default=120.0,
+        help="give up waiting for quiet after this many seconds (and say so)",
+    )
     p = modes.add_parser("fanout", help=MODES["fanout"], description=MODES["fanout"])
     p.add_argument("--room", type=_bounded(int, "room"), default=100, help="members of the board room")
     p.add_argument("--rate", type=_bounded(float, "rate"), default=10.0, help="broadcasts per second")
@@ -140,6 +160,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--missed", type=_bounded(int, "missed"), default=1000, help="events committed while away")
     p.add_argument("--repeat", type=_bounded(int, "repeat"), default=3, help="rounds (each misses --missed events)")
     p.add_argument("--cards", type=_bounded(int, "cards"), default=10, help="cards on the board (snapshot size)")
+    from .soak import configure as soak
+
+    soak(modes)
     for mode in modes.choices.values():
         _common(mode)
         mode.add_argument("--grace", type=float, default=15.0, help="seconds to wait for stragglers")
@@ -152,6 +175,10 @@ def main(args: argparse.Namespace) -> int:
     from .stack import StackOptions, start_stack, stop_stack
     from .target import BenchSetupError, Target, credentials
 
+    if args.mode == "soak":  # its own stack (two realtime replicas it may kill) and its own exit status
+        from .soak import main as soak
+
+        return soak(args)
     stack = None
     reference = None
     # SIGTERM (a timeout, a CI runner) takes the same way out as Ctrl-C: through the ``finally``
@@ -192,7 +219,9 @@ def main(args: argparse.Namespace) -> int:
         import orjson
 
         args.json.write_text(orjson.dumps(report.result(), option=orjson.OPT_INDENT_2).decode())
-    return 0
+    for failure in report.failures:
+        print(f"liveboard bench {args.mode}: FAILED: {failure}", file=sys.stderr)
+    return 1 if report.failures else 0
 
 
 async def _run(args: argparse.Namespace, target: Any, reference: Any) -> Any:

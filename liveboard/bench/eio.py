@@ -84,6 +84,12 @@ class SocketIOClient(asyncio.Protocol):
         self._acks: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 0
         self.tag: Any = None  # free for the agent using this client
+        #: Why the connection ended, in the server's words where it said any (``None`` while open);
+        #: ``closed_by_us`` when this side closed it (``close``/``abort``).
+        self.close_reason: str | None = None
+        self.closed_by_us = False
+        self.opened_ns = 0
+        self.closed_ns = 0
 
     # ------------------------------------------------------------------ public
 
@@ -114,16 +120,32 @@ class SocketIOClient(asyncio.Protocol):
         return await asyncio.wait_for(future, timeout)
 
     def close(self) -> None:
+        """Leave the namespace and close the websocket (this side's decision)."""
+        if self.close_reason is None:
+            self.closed_by_us = True
+            self.close_reason = "closed by the bench"
+        self._close()
+
+    def abort(self) -> None:
+        if self.close_reason is None:
+            self.closed_by_us = True
+            self.close_reason = "aborted by the bench"
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _ended(self, reason: str) -> None:
+        """The server ended the connection: keep its first word on why."""
+        if self.close_reason is None:
+            self.close_reason = reason
+            self.closed_ns = time.monotonic_ns()
+
+    def _close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             try:
                 self._send(b"41" + self._prefix)
                 self.transport.write(client_frame(b"", 0x8))
             finally:
                 self.transport.close()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
 
     @property
     def is_open(self) -> bool:
@@ -133,6 +155,7 @@ class SocketIOClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
+        self.opened_ns = time.monotonic_ns()
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
             (
@@ -143,6 +166,7 @@ class SocketIOClient(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         error = ConnectionError(f"connection lost: {exc or 'closed'}")
+        self._ended(f"TCP connection lost ({exc})" if exc else "TCP connection closed by the server")
         if self.connected is not None and not self.connected.done():
             self.connected.set_exception(error)
         for future in self._acks.values():
@@ -203,7 +227,10 @@ class SocketIOClient(asyncio.Protocol):
                 return
             self._packet(payload)
         elif opcode == 0x8:
-            self.close()
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            text = payload[2:].decode(errors="replace")
+            self._ended(f"websocket close frame {code}" + (f" {text!r}" if text else ""))
+            self._close()
         elif opcode == 0x9 and self.transport is not None:  # websocket ping (not Engine.IO's)
             self.transport.write(client_frame(payload, 0xA))
 
@@ -230,16 +257,19 @@ class SocketIOClient(asyncio.Protocol):
                 error = ConnectRefused(orjson.loads(data[len(self._prefix) + 2 :]))
                 if self.connected is not None and not self.connected.done():
                     self.connected.set_exception(error)
-                self.close()
+                self._ended(f"connect refused {error.code}")
+                self._close()
             elif data.startswith(b"41" + self._prefix):
-                self.close()
+                self._ended("the server left the namespace (Socket.IO DISCONNECT)")
+                self._close()
         elif kind == _PING:
             self._send(b"3" + data[1:])
         elif kind == _OPEN:
             auth = {"token": self.token} if self.token else None
             self._send(b"40" + self._prefix + (orjson.dumps(auth) if auth else b""))
         elif kind == _CLOSE:
-            self.close()
+            self._ended("Engine.IO CLOSE from the server")
+            self._close()
 
     def _send(self, packet: bytes) -> None:
         """Send one whole Engine.IO packet (``42/workspace,...`` is MESSAGE + Socket.IO EVENT)."""
@@ -248,6 +278,7 @@ class SocketIOClient(asyncio.Protocol):
         self.transport.write(client_frame(packet))
 
     def _fail(self, error: Exception) -> None:
+        self._ended(str(error))
         if self.connected is not None and not self.connected.done():
             self.connected.set_exception(error)
         if self.transport is not None:

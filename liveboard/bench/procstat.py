@@ -136,3 +136,58 @@ async def quiesce_machine(*, below_cores: float = 0.25, window: float = 0.5, tim
         quiet = quiet + 1 if total and busy / total * cores < below_cores else 0
         last = now
     return time.monotonic() - began
+
+
+@dataclass
+class Settled:
+    """How a wait for quiet ended: ``settled`` False means it gave up after ``seconds``."""
+
+    seconds: float
+    settled: bool
+    level_pct: float | None
+    windows_pct: list[float]
+    reason: str
+
+
+async def settle(
+    pids: list[int],
+    *,
+    baseline_pct: float,
+    window: float = 10.0,
+    timeout: float = 120.0,
+    margin_pct: float = 2.0,
+    tolerance: float = 0.25,
+    ceiling_pct: float = 50.0,
+) -> Settled:
+    """Wait until ``pids`` have finished what the last burst left behind, judged against what
+    they were measured to cost, not against a fixed threshold.
+
+    Idle is not zero: at 10,000 sockets realtime's own steady cost (presence heartbeats every
+    10 s, Engine.IO pings) is 7-13 % of a core on a slow machine, so "below 5 %" may never come.
+    Quiet here is either within ``margin_pct`` points of ``baseline_pct`` (measured the same way
+    before the burst), or a plateau: two windows in a row within ``tolerance`` of each other (or
+    ``margin_pct`` points) and below ``ceiling_pct`` (a saturated process is steady too, at 100 %).
+    ``window`` should be a whole number of heartbeat periods (10 s), or the windows alternate.
+    Bounded by ``timeout``; then ``settled`` is False and ``reason`` says so.
+    """
+    import asyncio
+    import time
+
+    began = time.monotonic()
+    windows: list[float] = []
+    if not pids:
+        return Settled(0.0, False, None, [], "no process to measure")
+    while True:
+        before = cpu_seconds(pids)
+        await asyncio.sleep(window)
+        windows.append(round((cpu_seconds(pids) - before) / window * 100, 2))
+        level = windows[-1]
+        waited = time.monotonic() - began
+        if level <= baseline_pct + margin_pct:
+            return Settled(waited, True, level, windows, f"within {margin_pct:g} points of the baseline")
+        if len(windows) >= 2:
+            a, b = windows[-2:]
+            if abs(a - b) <= max(margin_pct, tolerance * max(a, b)) and max(a, b) < ceiling_pct:
+                return Settled(waited, True, round((a + b) / 2, 2), windows, f"steady for 2 windows of {window:g} s")
+        if waited >= timeout:
+            return Settled(waited, False, level, windows, f"gave up after {waited:.0f} s: still not steady")

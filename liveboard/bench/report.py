@@ -41,6 +41,8 @@ class Report:
     mode: str
     rows: list[tuple[str, str]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    #: What makes the run a failure (the command then exits 1 and says so on stderr).
+    failures: list[str] = field(default_factory=list)
 
     def add(self, label: str, value: Any, key: str | None = None, unit: str = "") -> None:
         shown = (
@@ -63,7 +65,7 @@ class Report:
 
     def result(self) -> dict[str, Any]:
         """What the JSON line (and ``--json``) holds: the mode, its figures, the machine."""
-        return {"mode": self.mode, **self.data, "machine": machine()}
+        return {"mode": self.mode, **self.data, "failures": self.failures, "machine": machine()}
 
     def print(self) -> None:
         width = max((len(label) for label, _ in self.rows), default=10)

@@ -41,12 +41,15 @@ class BenchStack(DevStack):
         with contextlib.suppress(OSError, ValueError):
             print(text, file=sys.stderr, flush=True)
 
-    def start_services(self) -> None:
+    def quiet_env(self) -> dict[str, str]:
+        return {"LOG_LEVEL": "warning", "REALTIME_DRAIN_SECONDS": "1"}
+
+    def realtime_env(self) -> dict[str, str]:
+        """realtime's environment: the stack's, with the limits that would refuse a load test raised."""
         options = self.options
-        quiet = {"LOG_LEVEL": "warning", "REALTIME_DRAIN_SECONDS": "1"}
-        realtime_env = {
+        return {
             **self.service_env("realtime"),
-            **quiet,
+            **self.quiet_env(),
             "WEBSOCKET_RATE_LIMIT_CONNECTIONS": "1000000",
             "WEBSOCKET_RATE_LIMIT_MESSAGES": "1000000",
             "WEBSOCKET_MAX_CONNECTIONS": str(options.max_connections),
@@ -54,13 +57,16 @@ class BenchStack(DevStack):
             "LIVEBOARD_EVENT_LOOP": options.loop,
             **options.extra_env,
         }
+
+    def start_services(self) -> None:
+        options = self.options
         for name in ("auth", "boards", "audit", "realtime"):
             argv = [sys.executable, "-m", "liveboard", "serve", name, "--port", str(self.ports[name])]
             if name == "realtime" and options.realtime_workers > 1:
                 argv += ["--workers", str(options.realtime_workers)]
             self.children[name] = subprocess.Popen(
                 argv,
-                env=realtime_env if name == "realtime" else {**self.service_env(name), **quiet},
+                env=self.realtime_env() if name == "realtime" else {**self.service_env(name), **self.quiet_env()},
                 stdin=subprocess.DEVNULL,
                 stdout=open(self.state / f"{name}.log", "ab"),
                 stderr=subprocess.STDOUT,

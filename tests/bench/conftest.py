@@ -25,6 +25,7 @@ class BenchStack:
     realtime: ServiceProcess
     auth: ServiceProcess
     boards: ServiceProcess
+    audit: ServiceProcess | None = None
 
     def args(self) -> list[str]:
         """``liveboard bench`` flags that point at this stack."""
@@ -64,7 +65,7 @@ def bench_stack(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
             proc.start(wait_ready=False)
         for proc in procs.values():
             proc.wait_ready(60)
-        yield BenchStack(procs["realtime"], procs["auth"], procs["boards"])
+        yield BenchStack(procs["realtime"], procs["auth"], procs["boards"], procs["audit"])
     finally:
         for proc in procs.values():
             proc.stop()

@@ -1,6 +1,8 @@
 """The faults, one function each. Every one fires while operations are in flight (the caller waits
 for that first) and returns once the faulty part is back (restarted, reconnected, restored);
-readiness of the whole stack is then measured by the caller.
+readiness of the whole stack is then measured by the caller. The plain kills and restarts are
+``liveboard bench soak``'s too (``liveboard/bench/faults.py``); the rest need the suite's TCP
+proxy, test hooks or a frozen process.
 """
 
 from __future__ import annotations
@@ -12,41 +14,27 @@ from collections.abc import Awaitable, Callable
 
 from libs.common.messaging import connect
 from libs.common.subjects import BOARD_EVENTS_STREAM
+from liveboard.bench.faults import kill_audit, kill_boards, kill_realtime, restart_nats, restart_postgres
 
 from .stack import ChaosStack
 from .workload import Workload
 
 Fault = Callable[[ChaosStack, Workload], Awaitable[str]]
 
-
-async def kill_boards(stack: ChaosStack, workload: Workload) -> str:
-    stack.kill("boards")
-    await stack.launch("boards")
-    return "kill -9 boards, restarted"
-
-
-async def restart_nats(stack: ChaosStack, workload: Workload) -> str:
-    await stack.restart_nats()
-    return "nats-server stopped and started on the same data directory"
-
-
-async def restart_postgres(stack: ChaosStack, workload: Workload) -> str:
-    await stack.restart_postgres()
-    return "Postgres fast shutdown, started again"
-
-
-async def kill_audit(stack: ChaosStack, workload: Workload) -> str:
-    stack.kill("audit")
-    await stack.launch("audit")
-    return "kill -9 audit, restarted"
-
-
-async def kill_realtime(stack: ChaosStack, workload: Workload) -> str:
-    """Its clients reconnect to the other replica and re-join with ``since_seq``."""
-    moved = [c for c in workload.clients if c.replica == stack.url("realtime-1")]
-    stack.kill("realtime-1")
-    await stack.launch("realtime-1")
-    return f"kill -9 realtime-1 ({len(moved)} clients moved), restarted"
+__all__ = [
+    "Fault",
+    "crash_boards_after_commits",
+    "crash_nats_host_after_burst",
+    "kill_audit",
+    "kill_audit_with_unacked_batch",
+    "kill_boards",
+    "kill_nats_after_burst",
+    "kill_realtime",
+    "partition_realtime",
+    "postgres_down_for_a_while",
+    "restart_nats",
+    "restart_postgres",
+]
 
 
 async def partition_realtime(stack: ChaosStack, workload: Workload, seconds: float = 4.0) -> str:
