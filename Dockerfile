@@ -22,6 +22,16 @@ RUN --mount=type=cache,target=/root/.npm \
     if [ -f package.json ]; then npm ci --omit=dev --no-audit --no-fund; fi \
     && mkdir -p node_modules
 
+# --- the JavaScript SDK (@liveboard/client) the demo page runs on: tsc -> dist/ ----------------
+FROM node:22.12.0-bookworm-slim AS sdk
+WORKDIR /sdk
+COPY clients/js/package.json clients/js/package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --no-audit --no-fund
+COPY clients/js/tsconfig.json ./
+COPY clients/js/src ./src
+RUN npm run --silent build && cp package.json dist/
+
 # --- Python dependencies, then the project ---------------------------------------------------
 FROM python:3.11.13-slim-trixie AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -45,6 +55,8 @@ COPY libs ./libs
 COPY services ./services
 COPY liveboard ./liveboard
 COPY --from=web /web/node_modules ./services/realtime/web/node_modules
+# demo.py serves the SDK from web/sdk in an installed package (clients/js/dist in a checkout).
+COPY --from=sdk /sdk/dist/package.json /sdk/dist/*.js ./services/realtime/web/sdk/
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --no-deps . \
     && liveboard --help > /dev/null

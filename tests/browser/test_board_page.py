@@ -6,6 +6,7 @@ and where it matters, that the pages agree with Postgres (``GET /v1/boards/{id}`
 
 from __future__ import annotations
 
+import re
 import time
 
 from tests.browser.conftest import NETWORK_ERRORS, PHONE, layout_of, needs_chromium
@@ -390,3 +391,85 @@ def test_sign_in_by_pasting_a_token_then_pick_a_board(open_page, stack):
     page.get_by_test_id("signin").wait_for()
     assert page.evaluate("sessionStorage.length") == 0
     p.assert_no_console_errors()
+
+
+#: What Chromium itself logs for the requests that fail while the browser context is offline.
+OFFLINE_ERRORS = re.compile(r"net::ERR_INTERNET_DISCONNECTED|WebSocket connection to .* failed")
+
+PENDING_IN_INDEXEDDB = """() => new Promise((resolve) => {
+    const open = indexedDB.open('liveboard-client');
+    open.onsuccess = () => {
+        const db = open.result;
+        if (!db.objectStoreNames.contains('boards')) { resolve(0); return; }
+        const all = db.transaction('boards').objectStore('boards').getAll();
+        all.onsuccess = () => resolve(all.result.reduce((n, stored) => n + (stored.pending || []).length, 0));
+    };
+    open.onerror = () => resolve(-1);
+})"""
+
+
+def test_edits_made_offline_survive_a_reload_and_reach_postgres_exactly_once(open_page, stack):
+    """The page runs on @liveboard/client: offline edits are queued in IndexedDB, the page itself
+    reloads from its service worker, and the queue is replayed once the browser is online again."""
+    alice, bob = stack.user("alice"), stack.user("bob")
+    org = stack.organization((alice, "owner"), (bob, "member"))
+    board = stack.board(org, alice, COLUMNS)
+    board_id = board["board"]["id"]
+    todo, doing, done = (c["id"] for c in board["columns"])
+    a = open_page("alice").open(stack.page_url, alice, board_id)
+    b = open_page("bob").open(stack.page_url, bob, board_id)
+    for page in (a, b):
+        page.wait_for_layout(layout_of(board))
+    # The service worker has the page and its scripts (it controls the page once it is active).
+    a.page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=10_000)
+
+    a.page.context.set_offline(True)
+    a.page.get_by_test_id("offline-banner").wait_for(state="visible", timeout=10_000)
+    a.shot("offline")
+
+    # Five edits while offline: three drags and two renames in the card dialog.
+    cards = {c["title"]: c["id"] for c in board["cards"]}
+    a.drag_to_end(cards["Sketch the onboarding flow"], doing)
+    a.drag_to_end(cards["Presence avatars"], done)
+    a.drag_to_end(cards["Socket.IO handshake"], todo)
+    dialog = a.page.get_by_test_id("card-dialog")
+    for title in ("Write release notes", "Drag-and-drop polish"):
+        a.card(cards[title]).click()
+        dialog.get_by_test_id("card-title-input").fill(f"{title} (offline)")
+        dialog.get_by_test_id("card-save").click()
+        dialog.wait_for(state="hidden")
+    a.page.wait_for_function("window.liveboard.board.pending.length === 5")
+    a.page.wait_for_function(f"({PENDING_IN_INDEXEDDB})().then((n) => n === 5)")
+    op_ids = a.page.evaluate("window.liveboard.board.pending.map((op) => op.clientOpId)")
+    shown = a.layout()
+    assert shown != layout_of(board)
+    a.shot("edited-offline")
+
+    # A reload while still offline: the page comes from the service worker, the board and the
+    # queued edits from IndexedDB.
+    a.page.reload()
+    a.page.get_by_test_id("board").wait_for(state="visible", timeout=10_000)
+    a.wait_for_layout(shown)
+    a.page.get_by_test_id("offline-banner").wait_for(state="visible", timeout=5_000)
+    assert a.page.evaluate("window.liveboard.board.pending.length") == 5
+    assert stack.snapshot(board_id, alice)["seq"] == board["seq"]  # nothing reached the server yet
+    assert b.layout() == layout_of(board)
+    a.shot("reloaded-offline")
+
+    a.page.context.set_offline(False)
+    a.page.get_by_test_id("offline-banner").wait_for(state="hidden", timeout=20_000)
+    a.page.wait_for_function("window.liveboard.board.pending.length === 0", timeout=15_000)
+    truth = stack.snapshot(board_id, alice)
+    assert layout_of(truth) == shown
+    a.wait_for_layout(shown)
+    b.wait_for_layout(shown)
+    status, body = stack.call("GET", f"{stack.boards_url}/v1/boards/{board_id}/events?since_seq=0", alice.token)
+    assert status == 200, body
+    by_op = [event.get("correlation_id") for event in body["events"]]
+    for op_id in op_ids:
+        assert by_op.count(op_id) == 1, op_id
+    assert truth["seq"] == board["seq"] + 5
+    a.shot("online-again")
+    b.shot("sees-offline-edits")
+    a.assert_no_console_errors(allow=OFFLINE_ERRORS)
+    b.assert_no_console_errors()

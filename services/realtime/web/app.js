@@ -1,52 +1,94 @@
-// Liveboard demo page: sign-in, the socket, joining a board and keeping it in sync.
+// Liveboard demo page: sign-in, the board picker, and a board kept live by @liveboard/client.
 //
-// The page talks to nothing but its own origin's Socket.IO endpoint (namespace /workspace):
-// organizations come from `connection_established`, their boards from `list_boards`, the board from
-// the `join_board` answer, every change from the persisted broadcasts applied in `seq` order. A
-// reconnect (socket.io-client does it by itself) is followed by `join_board {since_seq}`, so the
-// board converges without a reload.
+// The page is the SDK's first user: the board's state (confirmed events in `seq` order, optimistic
+// edits on top, the offline queue in IndexedDB, exactly-once replay) is the SDK's `Board`, and the
+// page only draws `board.state` on every `change`. What the SDK leaves to an app stays here: the
+// sign-in, the picker (`list_boards` on the SDK's socket), comments (not part of a board's state),
+// avatars and typing indicators.
 
-import { BoardState, Sequencer } from './board.js';
 import { CardDialog } from './dialog.js';
-import { $, announce, avatar, h, randomId, toast } from './ui.js';
+import { $, announce, avatar, h, toast } from './ui.js';
 import { BoardView } from './view.js';
 
 const TOKEN_KEY = 'liveboard.token';
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const ACK_TIMEOUT_MS = 10000;
 const TYPING_SHOW_MS = 6000;
-const BOARD_EVENTS = [
-  'board_created', 'board_updated', 'board_deleted', 'column_created', 'column_updated', 'column_reordered',
-  'column_rebalanced', 'task_created', 'task_moved', 'task_updated', 'task_deleted', 'task_assigned',
-  'task_commented',
-];
+const ACTOR_FIELDS = ['moved_by', 'created_by', 'updated_by', 'assigned_by', 'deleted_by', 'author'];
 const CONFLICT_TEXT = {
   position_clamped: 'the column had fewer cards by then',
   stale_from_column: 'someone had moved it first',
   stale_version: 'the card had changed meanwhile',
 };
+const OFFLINE_TEXT = 'You are offline. Your changes are kept and sent when the connection is back.';
+
+/** The `sub` of a JWT (not a verification: the server checks the token). */
+function tokenSubject(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part)).sub || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the view and the dialog draw from: the SDK's `board.state` (already in order, pending
+ * edits applied) as maps, plus the comments seen since the board was opened.
+ */
+class ViewState {
+  constructor(state = null, pending = [], comments = new Map()) {
+    this.board = state?.board || null;
+    this.deleted = Boolean(state?.deleted);
+    this.seq = state?.seq || 0;
+    this.ordered = state?.columns || [];
+    this.columns = new Map(this.ordered.map((c) => [c.id, c]));
+    this.cards = new Map((state?.cards || []).map((c) => [c.id, c]));
+    this.comments = comments;
+    // Cards with an edit not confirmed yet (drawn faded until the server has it).
+    this.pendingMoves = new Set(pending.map((op) => op.payload?.task_id ?? op.payload?.id).filter(Boolean));
+    this.lists = new Map(this.ordered.map((c) => [c.id, []]));
+    for (const card of state?.cards || []) {
+      if (!this.lists.has(card.column_id)) this.lists.set(card.column_id, []);
+      this.lists.get(card.column_id).push(card);
+    }
+  }
+
+  columnsInOrder() {
+    return this.ordered;
+  }
+
+  layout() {
+    return this.lists;
+  }
+
+  whereIs(taskId) {
+    for (const [columnId, list] of this.lists) {
+      const index = list.findIndex((c) => c.id === taskId);
+      if (index >= 0) return { column_id: columnId, index };
+    }
+    return null;
+  }
+}
 
 class App {
   constructor() {
-    this.state = new BoardState();
-    this.sequencer = new Sequencer({
-      apply: (envelope) => this.applyEvent(envelope),
-      onGap: () => this.join({ catchUp: true }),
-    });
-    this.io = null;
-    this.socket = null;
+    this.state = new ViewState();
+    this.sdk = null; // the @liveboard/client module
+    this.client = null;
+    this.board = null; // the SDK's Board
+    this.boardSubs = [];
     this.token = null;
     this.me = null; // the `connection_established` payload: user_id, email, organizations
     this.boardId = null;
     this.preferredOrg = null;
-    this.canWrite = false;
-    this.joined = false;
     this.everJoined = false;
+    this.wasOffline = false;
     this.joinAttempt = 0;
-    this.retryTimer = null;
     this.presence = new Map(); // user_id -> {user_id, email, status}
     this.people = new Map(); // user_id -> {user_id, email}: everyone seen, for avatars and assignees
     this.typing = new Map(); // user_id -> {task_id, person, timer}
+    this.comments = new Map(); // task_id -> [comment] seen since this page opened the board
     this.conflictsShown = new Set();
     this.renderQueued = false;
     this.pickerGeneration = 0; // a newer picker drawing makes older board-list answers stale
@@ -54,7 +96,7 @@ class App {
     const hooks = {
       person: (id) => this.people.get(id) || null,
       editorsOf: (taskId) => [...this.typing.values()].filter((t) => t.task_id === taskId).map((t) => t.person),
-      selfId: () => this.me?.user_id,
+      selfId: () => this.me?.user_id || tokenSubject(this.token || ''),
       onMove: (taskId, columnId, position) => this.move(taskId, columnId, position),
     };
     this.view = new BoardView($('#board'), {
@@ -64,32 +106,44 @@ class App {
     });
     this.dialog = new CardDialog($('[data-testid="card-dialog"]'), {
       ...hooks,
-      call: (event, payload) => this.call(event, payload),
-      typing: (taskId, isTyping) => this.sendTyping(taskId, isTyping),
+      call: (event, payload) => this.mutate(event, payload),
+      typing: (taskId, isTyping) => this.board?.setTyping(taskId, isTyping),
       people: () => [...this.people.values()],
       card: (taskId) => this.state.cards.get(taskId),
     });
     this.wireChrome();
-    // For tests and the curious: the live socket and state (nothing secret beyond the user's own token).
+    // For tests and the curious: the client, its socket and the board (nothing secret beyond the user's own token).
     window.liveboard = this;
   }
 
+  get socket() {
+    return this.client?.socket || null;
+  }
+
+  get canWrite() {
+    return Boolean(this.board && (this.board.status === 'live' ? this.board.canWrite : this.rememberedCanWrite()));
+  }
+
+  /** Edits work offline too (the SDK queues them); only viewers and deleted boards are read-only. */
   get writable() {
-    return this.joined && this.canWrite && !this.state.deleted;
+    return Boolean(this.board && !this.board.closed && this.canWrite && !this.state.deleted);
   }
 
   // ------------------------------------------------------------------ start and sign-in
 
   async start() {
     const clientUrl = document.querySelector('meta[name="liveboard:socket-io-client"]')?.content;
+    const sdkUrl = document.querySelector('meta[name="liveboard:client"]')?.content;
     try {
-      if (!clientUrl) throw new Error('missing');
-      this.io = (await import(clientUrl)).io;
+      if (!clientUrl || !sdkUrl) throw new Error('missing');
+      this.sdk = await import(sdkUrl);
     } catch {
       this.showScreen('signin');
-      this.signinError('The Socket.IO client is not installed on this server (run `npm ci` in services/realtime/web).');
+      this.signinError('The page’s scripts are not installed on this server (run `make sdk` and `npm ci` in services/realtime/web).');
       return;
     }
+    // The page itself, its scripts and the SDK are cached by a service worker, so a reload works offline.
+    navigator.serviceWorker?.register('/sw.js').catch(() => {});
     window.addEventListener('hashchange', () => {
       // Only a link's parameters (`#board=…`, `#token=…`) are navigation; an in-page anchor is not.
       if (window.location.hash.includes('=')) this.readLocation();
@@ -109,12 +163,12 @@ class App {
       this.replaceLocation(board, org);
     }
     const stored = sessionStorage.getItem(TOKEN_KEY);
-    if (!stored || stored !== this.token || !this.socket || !this.me) {
+    if (!stored || stored !== this.token || !this.client) {
       this.boardId = board;
       this.preferredOrg = org;
       if (!stored) this.showSignIn();
-      else if (stored !== this.token || !this.socket) this.connect(stored);
-      return; // the welcome joins this.boardId
+      else this.connect(stored);
+      return;
     }
     if (board) this.openBoard(board, org); // same user, another board (a pasted link)
     else {
@@ -153,51 +207,57 @@ class App {
     this.showSignIn(message);
   }
 
-  // ------------------------------------------------------------------ the socket
+  // ------------------------------------------------------------------ the client
 
   connect(token) {
     this.disconnect();
     this.token = token;
     this.setStatus('connecting', 'Connecting…');
     this.showScreen('loading');
-    const socket = this.io('/workspace', {
-      auth: { token },
+    const client = this.sdk.createClient({
+      url: window.location.origin,
+      getToken: () => this.token,
       reconnectionDelay: 500,
       reconnectionDelayMax: 3000,
+      ackTimeoutMs: ACK_TIMEOUT_MS,
     });
-    this.socket = socket;
-    socket.on('connect', () => this.setStatus('connecting', 'Syncing…'));
+    this.client = client;
+    const socket = client.socket;
+    client.on('status', (status) => this.onClientStatus(status));
     socket.on('connection_established', (welcome) => this.onWelcome(welcome));
-    socket.on('disconnect', (reason) => this.onDisconnect(reason));
     socket.on('connect_error', (error) => this.onConnectError(error));
-    for (const event of BOARD_EVENTS) socket.on(event, (envelope) => this.onBoardEvent(envelope));
-    socket.on('resync_required', (message) => {
-      if (message?.board_id === this.boardId) this.join({ catchUp: true });
-    });
-    socket.on('task_conflict', (message) => this.showConflict(message.conflict, message.client_op_id, message.task));
-    socket.on('user_presence', (envelope) => this.onPresence(envelope));
-    socket.on('user_typing', (envelope) => this.onTyping(envelope));
+    socket.onAny((event, envelope) => this.onSocketEvent(event, envelope));
     socket.on('token_expiring', (message) => {
       const when = new Date(message.expires_at * 1000).toLocaleTimeString();
       toast(`Your session ends at ${when}. Sign in again with a fresh token to keep working.`,
         { kind: 'warn', timeoutMs: 15000 });
     });
     socket.on('session_expired', () => this.signOut('Your session has expired. Sign in again.'));
-    socket.on('board_access_revoked', (message) => {
-      if (message.board_id !== this.boardId) return;
-      this.leaveBoard();
-      this.showPicker('You no longer have access to that board.');
-    });
     socket.on('server_shutdown', () => this.showBanner('The server is restarting. Reconnecting…'));
+    // A board this browser has open before opens from its stored state, also offline.
+    if (this.boardId && this.rememberedOrg()) this.join();
   }
 
   disconnect() {
-    clearTimeout(this.retryTimer);
-    if (!this.socket) return;
-    this.socket.removeAllListeners();
-    this.socket.disconnect();
-    this.socket = null;
-    this.joined = false;
+    this.closeBoard();
+    if (!this.client) return;
+    this.client.socket.removeAllListeners();
+    this.client.close();
+    this.client = null;
+  }
+
+  onClientStatus(status) {
+    if (status === 'connected') {
+      this.setStatus('connecting', 'Syncing…');
+      return;
+    }
+    if (status === 'reconnecting' || status === 'offline') {
+      this.setStatus('offline', 'Offline');
+      if (this.board) {
+        this.wasOffline = true;
+        this.showBanner(OFFLINE_TEXT);
+      }
+    }
   }
 
   onWelcome(welcome) {
@@ -205,20 +265,9 @@ class App {
     this.people.set(welcome.user_id, { user_id: welcome.user_id, email: welcome.email });
     $('[data-testid="user-email"]').textContent = welcome.email || welcome.user_id;
     document.body.classList.add('signed-in');
-    if (this.boardId) this.join({ catchUp: this.state.board?.id === this.boardId });
+    if (this.board) return; // the SDK re-joins by itself (with since_seq)
+    if (this.boardId) this.join();
     else this.showPicker();
-  }
-
-  onDisconnect(reason) {
-    this.joined = false;
-    this.view.setWritable(false);
-    this.setStatus('offline', 'Offline');
-    if (this.everJoined && this.boardId) {
-      this.showBanner('You are offline. Reconnecting… the board will catch up by itself.');
-    }
-    // The server closed this socket on purpose (shutdown, idle): socket.io-client does not
-    // retry those by itself, so we do, after a pause.
-    if (reason === 'io server disconnect' && this.socket) this.retryLater(1000 + Math.random() * 1000);
   }
 
   onConnectError(error) {
@@ -227,36 +276,52 @@ class App {
       this.signOut(`Sign-in refused: ${error.data.message || error.message}`);
       return;
     }
-    this.setStatus('offline', code === 'rate_limited' ? 'Rate limited' : 'Offline');
-    if (this.everJoined) this.showBanner('You are offline. Reconnecting… the board will catch up by itself.');
     if (code === 'forbidden') {
       this.signOut(`Connection refused: ${error.data.message}`);
       return;
     }
-    // Refusals (server_full, rate_limited, unavailable) are final for socket.io-client; retry.
-    if (this.socket && !this.socket.active) this.retryLater(code === 'rate_limited' ? 15000 : 2000);
+    this.setStatus('offline', code === 'rate_limited' ? 'Rate limited' : 'Offline');
+    if (this.board) this.showBanner(OFFLINE_TEXT);
+    // Refusals (server_full, rate_limited, unavailable): the SDK hands them back to socket.io-client.
   }
 
-  retryLater(delayMs) {
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => {
-      if (this.socket && !this.socket.connected) this.socket.connect();
-    }, delayMs);
-  }
-
-  /** Emit with an ack; never throws: a failure is `{ok: false, error: {code, message}}`. */
-  call(event, payload, { mutation = true } = {}) {
-    if (!this.socket?.connected || (mutation && !this.joined)) {
+  /** Emit a request that is not a board edit (`list_boards`); never throws. */
+  call(event, payload) {
+    if (!this.socket?.connected) {
       return Promise.resolve({ ok: false, error: { code: 'offline', message: 'you are offline' } });
     }
-    const body = { board_id: this.boardId, ...payload };
-    if (mutation && !body.client_op_id) body.client_op_id = randomId();
     return new Promise((resolve) => {
-      this.socket.timeout(ACK_TIMEOUT_MS).emit(event, body, (error, ack) => {
+      this.socket.timeout(ACK_TIMEOUT_MS).emit(event, payload, (error, ack) => {
         if (error) resolve({ ok: false, error: { code: 'timeout', message: 'the server did not answer' } });
         else resolve(ack && typeof ack === 'object' ? ack : { ok: false, error: { code: 'internal', message: 'bad answer' } });
       });
     });
+  }
+
+  /**
+   * A board edit from the dialog, through the SDK. Offline (or catching up) the edit is queued and
+   * already on screen, so the answer is "ok, queued" at once; live, it is the server's answer.
+   */
+  async mutate(event, payload) {
+    const board = this.board;
+    if (!board) return { ok: false, error: { code: 'offline', message: 'no board is open' } };
+    const id = payload.task_id;
+    const options = payload.expected_version !== undefined ? { expectedVersion: payload.expected_version } : {};
+    const run = {
+      task_updated: () => board.updateCard(id, payload.changes, options),
+      task_deleted: () => board.deleteCard(id),
+      task_commented: () => board.comment(id, payload.body),
+      task_assigned: () => board.assign(id, payload.assignee_ids),
+      task_created: () => board.createCard(payload.column_id, payload.title),
+    }[event];
+    if (!run) return { ok: false, error: { code: 'invalid', message: `unknown edit ${event}` } };
+    const result = run();
+    if (board.status !== 'live') return { ok: true, queued: true };
+    try {
+      return { ok: true, data: await result };
+    } catch (error) {
+      return { ok: false, error };
+    }
   }
 
   // ------------------------------------------------------------------ joining
@@ -270,138 +335,191 @@ class App {
     this.boardId = boardId;
     this.preferredOrg = organizationId || this.preferredOrg;
     this.replaceLocation(boardId, null);
-    this.join({ catchUp: false });
+    this.join();
+  }
+
+  closeBoard() {
+    for (const off of this.boardSubs) off();
+    this.boardSubs = [];
+    this.board?.close();
+    this.board = null;
   }
 
   leaveBoard() {
-    if (this.boardId && this.socket?.connected) this.socket.emit('leave_board', { board_id: this.boardId });
-    this.joined = false;
+    this.joinAttempt++;
+    this.closeBoard();
     this.everJoined = false;
+    this.wasOffline = false;
     this.dialog.close();
-    this.state.clear();
+    this.state = new ViewState();
+    this.comments = new Map();
     this.presence.clear();
     this.typing.clear();
     this.boardId = null;
     this.replaceLocation(null, null);
   }
 
-  /** Organizations to try for this board: the remembered or requested one first. */
+  userId() {
+    return this.me?.user_id || tokenSubject(this.token || '') || 'anonymous';
+  }
+
+  rememberedEntry() {
+    return this.recentBoards().find((b) => b.id === this.boardId) || null;
+  }
+
+  rememberedOrg() {
+    return this.rememberedEntry()?.organization_id || null;
+  }
+
+  rememberedCanWrite() {
+    return Boolean(this.rememberedEntry()?.can_write);
+  }
+
+  /** Organizations to try for this board: the requested or remembered one first. */
   candidateOrgs() {
     const mine = (this.me?.organizations || []).map((o) => o.id);
-    const recent = this.recentBoards().find((b) => b.id === this.boardId)?.organization_id;
+    const recent = this.rememberedOrg();
+    if (!this.me) return recent ? [recent] : [];
     return [...new Set([this.preferredOrg, recent, ...mine].filter((id) => id && mine.includes(id)))];
   }
 
   /**
-   * `join_board`, trying the user's organizations until the board's own is found (the server
-   * checks the claim against boards, so a wrong guess is just `forbidden`). With `catchUp`, the
-   * answer carries only the events since our `seq` when the server still has them.
+   * `client.openBoard`, trying the user's organizations until the board's own is found (the server
+   * checks the claim against boards, so a wrong guess is just `forbidden`). A board opened here
+   * before opens at once from its stored state, also offline; the SDK catches up when it can.
    */
-  async join({ catchUp }) {
-    if (!this.socket?.connected || !this.boardId || !this.me) return;
+  async join() {
+    if (!this.client || !this.boardId || this.board) return;
     const attempt = ++this.joinAttempt;
     const boardId = this.boardId;
-    this.joined = false;
-    this.sequencer.hold();
     if (!this.everJoined) this.showScreen('loading');
     this.setStatus('connecting', 'Syncing…');
-    const sinceSeq = catchUp && this.state.board?.id === boardId ? this.state.seq : undefined;
-    const orgs = this.candidateOrgs();
-    let answer = { ok: false, error: { code: 'forbidden', message: 'you are not a member of any organization' } };
-    for (const organizationId of orgs) {
-      const payload = { board_id: boardId, organization_id: organizationId };
-      if (sinceSeq !== undefined) payload.since_seq = sinceSeq;
-      answer = await this.call('join_board', payload, { mutation: false });
-      if (attempt !== this.joinAttempt) return; // superseded by a newer join
-      if (answer.ok || answer.error.code !== 'forbidden') break;
-    }
-    if (!answer.ok) {
-      const { code, message } = answer.error;
-      if (['unavailable', 'timeout', 'internal', 'rate_limited', 'offline'].includes(code)) {
-        this.setStatus('offline', 'Retrying…');
-        setTimeout(() => { if (attempt === this.joinAttempt) this.join({ catchUp }); }, 1500);
+    let failure = { code: 'forbidden', message: 'you are not a member of any organization' };
+    for (const organizationId of this.candidateOrgs()) {
+      try {
+        const board = await this.client.openBoard({ boardId, organizationId });
+        if (attempt !== this.joinAttempt) { board.close(); return; }
+        this.onOpened(board, organizationId);
         return;
+      } catch (error) {
+        if (attempt !== this.joinAttempt) return;
+        failure = error || failure;
+        if (failure.code !== 'forbidden') break;
       }
-      // The server answers another organization's board exactly like a missing one (no existence
-      // oracle), so the page cannot tell the two apart either.
-      const text = code === 'not_found' ? `Board “${boardId}” does not exist, or you do not have access to it.`
-        : code === 'forbidden' ? `You do not have access to board “${boardId}”.` : message;
-      this.leaveBoard();
-      this.showPicker(text);
-      return;
     }
-    this.onJoined(answer.data, Boolean(sinceSeq !== undefined));
+    if (!this.me) return; // offline and never opened here: the welcome tries again
+    // The server answers another organization's board exactly like a missing one (no existence
+    // oracle), so the page cannot tell the two apart either.
+    const { code, message } = failure;
+    const text = code === 'not_found' ? `Board “${boardId}” does not exist, or you do not have access to it.`
+      : code === 'forbidden' ? `You do not have access to board “${boardId}”.` : message;
+    this.leaveBoard();
+    this.showPicker(text);
   }
 
-  onJoined(data, caughtUp) {
-    if (data.snapshot) {
-      this.state.load(data.snapshot);
+  onOpened(board, organizationId) {
+    this.board = board;
+    const on = (event, fn) => this.boardSubs.push(board.on(event, fn));
+    on('change', ({ cause }) => {
+      if (cause === 'resync' || cause === 'remote') this.dropStaleComments();
+      this.scheduleRender();
+    });
+    on('status', (status) => this.onBoardStatus(status));
+    on('presence', (list) => this.onPresenceList(list));
+    on('typing', (data) => this.onTyping(data));
+    on('conflict', ({ op, conflict, task }) => this.showConflict(conflict, op?.clientOpId, task));
+    on('rejected', ({ op, error }) => this.onRejected(op, error));
+    on('closed', ({ reason }) => this.onBoardClosed(reason));
+    this.onPresenceList(board.presence);
+    this.onBoardStatus(board.status, organizationId);
+  }
+
+  onBoardStatus(status, organizationId = null) {
+    if (!this.board) return;
+    if (status === 'live') {
+      this.rememberBoard(organizationId || this.board.organizationId, this.board.canWrite);
+      const first = !this.everJoined;
+      const caughtUp = this.wasOffline;
+      this.everJoined = true;
+      this.wasOffline = false;
+      this.showScreen('board');
+      this.hideBanner();
+      this.setStatus('online', 'Live');
+      this.renderAll();
+      if (this.state.deleted) this.showDeleted();
+      if (caughtUp) toast('Back online — the board is up to date.', { kind: 'success', testid: 'toast-online' });
+      else if (first) announce(`Board ${this.state.board?.name || ''} loaded`);
+      this.sendPresence();
+    } else if (status === 'offline') {
+      this.wasOffline = true;
+      this.everJoined = true;
+      document.body.classList.add('signed-in'); // opened from storage: no welcome yet
+      this.showScreen('board');
+      this.setStatus('offline', 'Offline');
+      this.showBanner(OFFLINE_TEXT);
+      this.renderAll();
     } else {
-      for (const envelope of data.events || []) {
-        if (envelope.seq > this.state.seq) {
-          this.rememberActors(envelope);
-          this.state.apply(envelope);
-        }
-      }
+      this.setStatus('connecting', 'Syncing…');
     }
-    // Broadcasts that crossed the answer were held; those after what we loaded apply now.
-    this.sequencer.start(this.state.seq);
-    this.canWrite = Boolean(data.can_write);
-    this.joined = true;
-    this.presence.clear();
-    for (const entry of data.presence || []) this.setPresence(entry);
-    this.rememberBoard(data.organization_id);
-    const wasOffline = this.everJoined;
-    this.everJoined = true;
-    this.showScreen('board');
-    this.hideBanner();
-    this.setStatus('online', 'Live');
-    this.renderAll();
-    if (this.state.deleted) this.showDeleted();
-    if (wasOffline && caughtUp) toast('Back online — the board is up to date.', { kind: 'success', testid: 'toast-online' });
-    else if (!wasOffline) announce(`Board ${this.state.board?.name || ''} loaded`);
-    this.sendPresence();
   }
 
-  // ------------------------------------------------------------------ live events
-
-  onBoardEvent(envelope) {
-    if (!envelope || envelope.board_id !== this.boardId) return;
-    this.rememberActors(envelope);
-    this.sequencer.push(envelope);
+  onBoardClosed(reason) {
+    if (reason === 'deleted') {
+      this.renderAll();
+      this.showDeleted();
+    } else if (reason === 'access_revoked') {
+      this.leaveBoard();
+      this.showPicker('You no longer have access to that board.');
+    }
   }
 
-  applyEvent(envelope) {
-    this.state.apply(envelope);
-    if (envelope.event_type === 'board_deleted') this.showDeleted();
-    this.scheduleRender();
+  onRejected(op, error) {
+    const what = { task_moved: 'move the card', task_created: 'add the card', task_updated: 'save',
+      task_deleted: 'delete', task_commented: 'comment', task_assigned: 'change assignees' }[op?.type] || 'save';
+    if (op?.type === 'task_updated' && error?.code === 'version_conflict') return; // the dialog shows it
+    toast(`Could not ${what}: ${error?.message || error?.code}`, { kind: 'error' });
   }
 
-  rememberActors(envelope) {
-    for (const actor of BoardState.actorsOf(envelope)) {
-      if (!this.people.has(actor.id) || !this.people.get(actor.id).email) {
+  // ------------------------------------------------------------------ what the SDK leaves to the page
+
+  /** Persisted broadcasts also carry who did what (for avatars) and comments (not in a board's state). */
+  onSocketEvent(event, envelope) {
+    if (!envelope || envelope.board_id !== this.boardId || !envelope.data) return;
+    for (const field of ACTOR_FIELDS) {
+      const actor = envelope.data[field];
+      if (actor?.id && (!this.people.has(actor.id) || !this.people.get(actor.id).email)) {
         this.people.set(actor.id, { user_id: actor.id, email: actor.email });
       }
     }
+    if (event === 'task_commented' && envelope.data.comment) {
+      const list = this.comments.get(envelope.data.task_id) || [];
+      if (!list.some((c) => c.id === envelope.data.comment.id)) list.push(envelope.data.comment);
+      this.comments.set(envelope.data.task_id, list);
+      this.scheduleRender();
+    }
   }
 
-  onPresence(envelope) {
-    if (envelope.board_id !== this.boardId) return;
-    const entry = envelope.data || envelope;
-    this.setPresence(entry);
+  dropStaleComments() {
+    const cards = new Set((this.board?.state.cards || []).map((c) => c.id));
+    for (const taskId of this.comments.keys()) if (!cards.has(taskId)) this.comments.delete(taskId);
+  }
+
+  onPresenceList(list) {
+    this.presence.clear();
+    for (const entry of list || []) {
+      if (!entry?.user_id) continue;
+      this.presence.set(entry.user_id, entry);
+      if (entry.email) this.people.set(entry.user_id, { user_id: entry.user_id, email: entry.email });
+    }
+    const self = this.userId();
+    if (this.board?.status === 'live' && !this.presence.has(self) && this.me) {
+      this.presence.set(self, { user_id: self, email: this.me.email, status: 'online' });
+    }
     this.renderPresence();
   }
 
-  setPresence(entry) {
-    if (!entry?.user_id) return;
-    if (entry.status === 'offline' && entry.user_id !== this.me?.user_id) this.presence.delete(entry.user_id);
-    else this.presence.set(entry.user_id, entry);
-    if (entry.email) this.people.set(entry.user_id, { user_id: entry.user_id, email: entry.email });
-  }
-
-  onTyping(envelope) {
-    if (envelope.board_id !== this.boardId) return;
-    const data = envelope.data || {};
+  onTyping(data) {
+    if (!data?.user_id) return;
     const current = this.typing.get(data.user_id);
     if (current) clearTimeout(current.timer);
     if (data.is_typing && data.task_id) {
@@ -415,44 +533,25 @@ class App {
     this.scheduleRender();
   }
 
-  sendTyping(taskId, isTyping) {
-    if (this.joined) this.call('user_typing', { task_id: taskId, is_typing: isTyping }, { mutation: false });
-  }
-
   sendPresence() {
-    if (!this.joined) return;
-    this.call('user_presence', { status: document.hidden ? 'away' : 'online' }, { mutation: false });
+    this.board?.setPresence(document.hidden ? 'away' : 'online');
   }
 
   // ------------------------------------------------------------------ changes from this page
 
-  async move(taskId, toColumnId, position) {
+  move(taskId, toColumnId, position) {
     if (!this.writable) {
       toast('This board is read-only for you.', { kind: 'warn' });
       return;
     }
     const where = this.state.whereIs(taskId);
     if (!where || (where.column_id === toColumnId && where.index === position)) return;
-    const opId = randomId('move');
-    this.state.beginMove(taskId, toColumnId, position, opId);
-    this.renderAll();
-    const ack = await this.call('task_moved', {
-      task_id: taskId, from_column_id: where.column_id, to_column_id: toColumnId, position, client_op_id: opId,
-    });
-    if (ack.ok) {
-      this.state.settleMove(taskId, opId, ack.data.seq);
-      if (ack.data.conflict) this.showConflict(ack.data.conflict, opId, ack.data.task);
-    } else {
-      this.state.settleMove(taskId, opId);
-      toast(`Could not move the card: ${ack.error.message}`, { kind: 'error' });
-    }
-    this.renderAll();
+    this.board.moveCard(taskId, toColumnId, position); // on screen at once; refusals come as `rejected`
   }
 
   async createCard(columnId, title) {
-    const ack = await this.call('task_created', { column_id: columnId, title });
-    if (!ack.ok) toast(`Could not add the card: ${ack.error.message}`, { kind: 'error' });
-    return ack.ok;
+    const answer = await this.mutate('task_created', { column_id: columnId, title });
+    return answer.ok;
   }
 
   /** Tell the mover when the server put the card somewhere else than where it was dropped. */
@@ -482,7 +581,8 @@ class App {
   }
 
   renderAll() {
-    if (!this.joined && !this.everJoined) return;
+    if (!this.board) return;
+    this.state = new ViewState(this.board.state, this.board.pending, this.comments);
     const name = this.state.board?.name || this.boardId || '';
     $('[data-testid="board-name"]').textContent = name;
     document.title = name ? `${name} · Liveboard` : 'Liveboard';
@@ -542,7 +642,7 @@ class App {
   // ------------------------------------------------------------------ board picker
 
   recentKey() {
-    return `liveboard.recent.${this.me?.user_id || 'anonymous'}`;
+    return `liveboard.recent.${this.userId()}`;
   }
 
   recentBoards() {
@@ -554,8 +654,9 @@ class App {
     }
   }
 
-  rememberBoard(organizationId) {
-    const entry = { id: this.boardId, name: this.state.board?.name || this.boardId, organization_id: organizationId };
+  rememberBoard(organizationId, canWrite) {
+    const entry = { id: this.boardId, name: this.board?.state.board?.name || this.boardId,
+      organization_id: organizationId, can_write: Boolean(canWrite) };
     const list = [entry, ...this.recentBoards().filter((b) => b.id !== entry.id)].slice(0, 8);
     localStorage.setItem(this.recentKey(), JSON.stringify(list));
   }
@@ -595,7 +696,7 @@ class App {
   async loadBoardLists(orgs) {
     const generation = ++this.pickerGeneration;
     await Promise.all(orgs.map(async (org) => {
-      const answer = await this.call('list_boards', { organization_id: org.id }, { mutation: false });
+      const answer = await this.call('list_boards', { organization_id: org.id });
       const list = $(`[data-testid="org-boards"][data-org-id="${org.id}"]`);
       if (generation !== this.pickerGeneration || !list) return; // the picker was redrawn meanwhile
       if (!answer.ok) {
