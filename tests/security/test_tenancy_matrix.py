@@ -468,6 +468,8 @@ REALTIME_ONLY_ROUTES = {
     "/": "the demo page (static HTML)",
     "/static/{name}": "the demo page's assets",
     "/static/vendor/socket.io-client/{version}/{name}": "the vendored Socket.IO client",
+    "/static/vendor/liveboard-client/{version}/{name}": "the @liveboard/client SDK modules",
+    "/sw.js": "the demo page's service worker",
     "/socket.io/": "the Socket.IO transport: every event it carries is in the socket matrix",
 }
 SERVICES = ("auth", "boards", "realtime", "audit")
